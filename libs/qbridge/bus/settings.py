@@ -1,0 +1,49 @@
+"""Kafka connection settings, shared by every service (environment prefix ``KAFKA_``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseSettings):
+    """How to reach Kafka.
+
+    Attributes:
+        bootstrap_servers: Comma-separated ``host:port`` list.
+        security_protocol: ``PLAINTEXT``, ``SSL``, ``SASL_SSL``...
+        sasl_mechanism: E.g. ``SCRAM-SHA-512`` (with SASL protocols).
+        sasl_username: SASL user.
+        sasl_password: SASL password.
+        ssl_ca_location: CA bundle for SSL protocols.
+        replication_factor: Used when the services create missing topics (3 in production).
+        min_insync_replicas: ``min.insync.replicas`` for created topics (2 in production).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = Field(default=None, repr=False)
+    ssl_ca_location: str | None = None
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+
+    def client_config(self) -> dict[str, Any]:
+        """The librdkafka settings common to producers, consumers and admin clients."""
+        cfg: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        optional = {
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+            "ssl.ca.location": self.ssl_ca_location,
+        }
+        cfg.update({k: v for k, v in optional.items() if v is not None})
+        return cfg

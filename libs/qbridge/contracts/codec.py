@@ -1,0 +1,116 @@
+"""Avro with the Confluent wire framing: magic byte 0, 4-byte big-endian schema id, body.
+
+Writers use the latest version of a subject; readers resolve whatever version a
+message was written with to the latest one, so old messages stay readable.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError, validate
+
+from qbridge.contracts.registry import SchemaRegistry
+from qbridge.errors import (
+    BadMagicByteError,
+    CodecError,
+    SchemaMismatchError,
+    TruncatedMessageError,
+)
+
+MAGIC_BYTE = 0
+_HEADER = struct.Struct(">bI")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded message.
+
+    Attributes:
+        subject: Record name of the writer's schema.
+        schema_id: Id from the framing.
+        value: The record, resolved to the latest version of its subject.
+    """
+
+    subject: str
+    schema_id: int
+    value: dict[str, Any]
+
+
+class AvroCodec:
+    """Encode and decode Confluent-framed Avro."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        """Create a codec.
+
+        Args:
+            registry: Source of schema ids and schemas.
+        """
+        self.registry = registry
+
+    def encode(self, subject: str, record: Mapping[str, Any]) -> bytes:
+        """Encode ``record`` with the latest schema of ``subject``.
+
+        Raises:
+            CodecError: The record does not match the schema (the message names the field).
+            SchemaMismatchError: Unknown subject.
+        """
+        reg = self.registry.latest(subject)
+        try:
+            validate(record, reg.parsed, raise_errors=True, strict=False)
+        except ValidationError as exc:
+            raise CodecError(f"{subject} record does not match its schema: {exc}") from exc
+        buf = io.BytesIO()
+        buf.write(_HEADER.pack(MAGIC_BYTE, reg.schema_id))
+        schemaless_writer(buf, reg.parsed, dict(record))
+        return buf.getvalue()
+
+    def decode(self, data: bytes | None, expected_subject: str | None = None) -> Decoded:
+        """Decode a framed message.
+
+        Args:
+            data: The message value.
+            expected_subject: If given, the writer's record must be this subject.
+
+        Raises:
+            TruncatedMessageError: Shorter than the framing, or the body ends early.
+            BadMagicByteError: First byte is not 0.
+            UnknownSchemaError: The id is unknown to the registry.
+            SchemaMismatchError: Written with another record type.
+            CodecError: The body is corrupt.
+        """
+        if data is None or len(data) < _HEADER.size:
+            size = 0 if data is None else len(data)
+            raise TruncatedMessageError(
+                f"message of {size} bytes is shorter than the {_HEADER.size}-byte framing"
+            )
+        magic, schema_id = _HEADER.unpack_from(data)
+        if magic != MAGIC_BYTE:
+            raise BadMagicByteError(f"magic byte is {magic & 0xFF:#04x}, expected 0x00")
+        writer = self.registry.by_id(schema_id)
+        subject = expected_subject or writer.subject
+        if expected_subject is not None and writer.subject != expected_subject:
+            raise SchemaMismatchError(
+                f"message written as {writer.subject} (id {schema_id}), expected {expected_subject}"
+            )
+        reader = self.registry.latest(subject)
+        buf = io.BytesIO(data)
+        buf.seek(_HEADER.size)
+        try:
+            value = schemaless_reader(buf, writer.parsed, reader.parsed)
+        except (EOFError, struct.error) as exc:
+            raise TruncatedMessageError(
+                f"{writer.subject} body ends early at byte {buf.tell()} of {len(data)}"
+            ) from exc
+        except Exception as exc:
+            raise CodecError(f"corrupt {writer.subject} body: {exc}") from exc
+        if buf.tell() != len(data):
+            raise CodecError(f"{writer.subject} body has {len(data) - buf.tell()} trailing bytes")
+        if not isinstance(value, dict):
+            raise CodecError(f"{writer.subject} body is not a record")
+        return Decoded(writer.subject, schema_id, value)

@@ -1,0 +1,57 @@
+"""Shared fixtures; integration fixtures start a REAL Kafka broker and PostgreSQL per session."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from qbridge.bus import KafkaSettings
+from qbridge.contracts import AvroCodec, FileSchemaRegistry
+from qbridge.contracts.registry import registry_file
+
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[object]:
+    """A real local Kafka (KRaft) + PostgreSQL for the whole session, stopped at the end."""
+    from devstack.stack import LocalStack
+
+    with LocalStack() as s:
+        print(f"\nlocal stack up: {s.timings}")
+        yield s
+
+
+@pytest.fixture(scope="session")
+def kafka_settings(stack: object) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=stack.bootstrap_servers)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def database_url(stack: object) -> str:
+    return stack.dsn  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.fixture(scope="session")
+def codec() -> AvroCodec:
+    return AvroCodec(FileSchemaRegistry(registry_file()))
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix so tests never share topics or groups."""
+    return uuid.uuid4().hex[:10]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Integration tests must never be silently skipped: they are selected by marker, and
+    # QBRIDGE_SKIP_INTEGRATION is the only (explicit, printed) way to leave them out.
+    if os.environ.get("QBRIDGE_SKIP_INTEGRATION") == "1":
+        deselected = [i for i in items if i.get_closest_marker("integration")]
+        items[:] = [i for i in items if not i.get_closest_marker("integration")]
+        config.hook.pytest_deselected(items=deselected)
+        print(f"QBRIDGE_SKIP_INTEGRATION=1: {len(deselected)} integration tests deselected")
