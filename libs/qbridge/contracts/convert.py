@@ -170,3 +170,12 @@ def outcome_fields(outcome: Outcome) -> dict[str, Any]:
         "quality": quality_to_avro(outcome.quality),
         "provenance": provenance_to_avro(outcome.provenance),
     }
+
+
+def problem_branch(
+    problem_type: str, avro_problem: Mapping[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """An already-normalized Avro problem in fastavro's explicit ``(name, record)`` union form."""
+    if problem_type not in _BRANCHES:
+        raise InvalidProblemError(f"unknown problem type {problem_type!r}", field="problem_type")
+    return _BRANCHES[problem_type][0], dict(avro_problem)

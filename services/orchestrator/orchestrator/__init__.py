@@ -1,0 +1,1 @@
+"""The orchestrator: per-job state machine, routing policy, retries, deadlines, fallback."""

@@ -1,0 +1,362 @@
+"""The orchestrator's Kafka edge: decode events, run the state machine, produce effects."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from orchestrator.config import OrchestratorSettings
+from orchestrator.machine import (
+    BackendHealth,
+    Effect,
+    EmitFinal,
+    EmitStatus,
+    EmitWork,
+    JobState,
+    Machine,
+    MachineConfig,
+)
+from orchestrator.policy import CircuitBreaker, Decision, JobFacts, RoutingContext, decide
+from orchestrator.store import OutboxRow, Store, to_json_safe
+from qbridge import topics
+from qbridge.bus import BusProducer, LagReader, Record
+from qbridge.bus import headers as h
+from qbridge.contracts.codec import AvroCodec
+from qbridge.contracts.convert import problem_branch, problem_from_avro
+from qbridge.errors import BusError
+from qbridge.problems.base import Problem
+from qbridge.service import log_context
+from qbridge.service import metrics as m
+
+logger = logging.getLogger(__name__)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+class OrchestratorApp:
+    """Consumes envelopes and solver outcomes; owns every job's state machine."""
+
+    def __init__(
+        self,
+        settings: OrchestratorSettings,
+        store: Store,
+        producer: BusProducer,
+        codec: AvroCodec,
+        lag_readers: Mapping[str, LagReader] | None = None,
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        """Wire the app.
+
+        Args:
+            settings: Orchestrator settings.
+            store: Durable state.
+            producer: Where effects go.
+            codec: Avro codec for effects.
+            lag_readers: Lag readers by consumer-group name (executors' groups).
+            clock: Epoch milliseconds (injectable for tests).
+        """
+        self.s = settings
+        self.store = store
+        self.producer = producer
+        self.codec = codec
+        self.lag_readers = dict(lag_readers or {})
+        self.clock = clock
+        self.machine = Machine(
+            MachineConfig(
+                quantum_time_share=settings.quantum_time_share,
+                finalize_grace_ms=settings.finalize_grace_ms,
+                defer_ms=settings.defer_ms,
+                max_transient_retries=settings.max_transient_retries,
+                retry_backoff_ms=settings.retry_backoff_ms,
+            )
+        )
+        self.breaker = CircuitBreaker(
+            settings.breaker_failures, settings.breaker_cooldown_ms / 1000
+        )
+        self.lag: dict[str, int] = {}
+        self._problems: OrderedDict[str, Problem] = OrderedDict()
+        self._next_timer = 0.0
+        self._next_lag = 0.0
+        self._next_resend = 0.0
+
+    # --- consumer handler ---------------------------------------------------------------
+
+    def handle(self, record: Record) -> None:
+        """Handle one envelope or solver outcome (called by the BusConsumer)."""
+        value = record.value
+        with log_context(job_id=value.get("job_id"), correlation_id=record.correlation_id):
+            if record.subject == "qbridge.JobEnvelope":
+                self._on_envelope(value, record.headers)
+            elif record.subject == "qbridge.SolverOutcome":
+                self._on_outcome(value, record.headers)
+            else:
+                logger.warning("ignoring %s on %s", record.subject, record.topic)
+
+    def _on_envelope(self, env: dict[str, Any], incoming: Mapping[str, bytes]) -> None:
+        now = self.clock()
+        envelope = to_json_safe(env)
+        problem = self._problem(envelope)
+        started = time.perf_counter()
+        with self.store.transaction() as conn:
+            known = self.store.fingerprint(conn, env["job_id"])
+            if known is not None:
+                if known != env["input_fingerprint"]:
+                    logger.error(
+                        "job %s re-submitted with a different input (idempotency key reused);"
+                        " keeping the first",
+                        env["job_id"],
+                    )
+                return  # duplicate: its effects are in the outbox already
+            st, effects = self.machine.on_envelope(
+                env, now, self._decider(envelope), problem.sense.value
+            )
+            self.store.insert(conn, st, envelope, env["input_fingerprint"])
+            rows = self.store.add_outbox(
+                conn, st.job_id, self._encode(st, envelope, effects, incoming)
+            )
+        m.STAGE_DURATION.labels("orchestrator", "route").observe(time.perf_counter() - started)
+        self._after_commit(st, effects, rows)
+
+    def _on_outcome(self, out: dict[str, Any], incoming: Mapping[str, bytes]) -> None:
+        now = self.clock()
+        with self.store.transaction() as conn:
+            loaded = self.store.load(conn, out["job_id"])
+            if loaded is None:
+                # An outcome can only follow an envelope we stored; this one is stale or foreign.
+                logger.warning("outcome for unknown job %s ignored", out["job_id"])
+                return
+            st, envelope = loaded
+            problem = self._problem(envelope)
+
+            def evaluate(assignment: list[int]) -> tuple[float, bool]:
+                ev = problem.evaluate(assignment)
+                return ev.objective, ev.feasible
+
+            effects = self.machine.on_outcome(st, out, now, self._decider(envelope), evaluate)
+            if out["status"] == "ok" and out["route"] == "quantum" and out.get("provenance"):
+                prov = out["provenance"]
+                self.store.add_usage(conn, st.tenant, prov.get("shots") or 0, prov["cost_units"])
+            if out["status"] == "error" and out.get("error"):
+                m.RETRIES.labels("orchestrator", out["error"]["error_class"]).inc()
+            self.store.save(conn, st)
+            rows = self.store.add_outbox(
+                conn, st.job_id, self._encode(st, envelope, effects, incoming)
+            )
+        self._after_commit(st, effects, rows)
+
+    # --- timers, lag, outbox resend -------------------------------------------------------
+
+    def tick(self) -> None:
+        """Periodic work, called between polls: timers, lag, outbox resend."""
+        mono = time.monotonic()
+        if mono >= self._next_lag:
+            self._next_lag = mono + self.s.lag_poll_ms / 1000
+            self.refresh_lag()
+        if mono >= self._next_timer:
+            self._next_timer = mono + self.s.timer_scan_ms / 1000
+            self.run_timers()
+        if mono >= self._next_resend:
+            self._next_resend = mono + self.s.outbox_resend_ms / 1000
+            self.resend_outbox()
+
+    def run_timers(self) -> int:
+        """Apply due timers; returns how many jobs were looked at."""
+        now = self.clock()
+        due = self.store.due(now)
+        for job_id in due:
+            with log_context(job_id=job_id), self.store.transaction() as conn:
+                loaded = self.store.load(conn, job_id, skip_locked=True)
+                if loaded is None:
+                    continue
+                st, envelope = loaded
+                if st.final or st.timer_ms is None or st.timer_ms > now:
+                    continue
+                effects = self.machine.on_timer(st, now, self._decider(envelope))
+                self.store.save(conn, st)
+                rows = self.store.add_outbox(conn, job_id, self._encode(st, envelope, effects, {}))
+            self._after_commit(st, effects, rows)
+        return len(due)
+
+    def refresh_lag(self) -> None:
+        """Read executor lag from Kafka (committed offsets vs high watermarks)."""
+        for group, reader in self.lag_readers.items():
+            spec = next(g for g in topics.ALL_GROUPS if g.name == group)
+            try:
+                per_partition = reader.read(spec.topics, timeout=5)
+            except BusError as exc:
+                logger.warning("lag of %s unavailable: %s", group, exc)
+                continue
+            self.lag[group] = sum(p.lag for p in per_partition)
+            for topic in spec.topics:
+                m.CONSUMER_LAG.labels(group, topic).set(
+                    sum(p.lag for p in per_partition if p.topic == topic)
+                )
+
+    def resend_outbox(self) -> int:
+        """Re-produce outbox rows left unsent by a crash or a failed flush."""
+        rows = self.store.unsent(older_than_s=self.s.outbox_resend_ms / 1000)
+        if rows:
+            logger.info("re-sending %d outbox messages", len(rows))
+            self._send(rows)
+        return len(rows)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _problem(self, envelope: Mapping[str, Any]) -> Problem:
+        job_id = envelope["job_id"]
+        cached = self._problems.get(job_id)
+        if cached is None:
+            cached = problem_from_avro(envelope["problem_type"], envelope["problem"])
+            self._problems[job_id] = cached
+            if len(self._problems) > 1000:
+                self._problems.popitem(last=False)
+        return cached
+
+    def _decider(self, envelope: Mapping[str, Any]) -> Callable[[JobState], Decision]:
+        def _decide(st: JobState) -> Decision:
+            backend = self.s.tenant_backends.get(st.tenant, self.s.default_backend)
+            quota = self.s.tenant_shot_quota.get(st.tenant)
+            shots_left = None if quota is None else quota - self.store.shots_used(st.tenant)
+            q_lag = self.lag.get(topics.QUANTUM_EXECUTOR_GROUP.name, 0)
+            c_lag = self.lag.get(topics.CLASSICAL_FALLBACK_GROUP.name, 0)
+            ctx = RoutingContext(
+                backend=backend,
+                backend_max_qubits=self.s.backend_max_qubits.get(backend, 0),
+                backend_available=self.breaker.available(backend, time.monotonic()),
+                quantum_lag=q_lag,
+                total_lag=q_lag + c_lag,
+                shots_left=shots_left,
+                degrade_quantum_lag=self.s.degrade_quantum_lag,
+                pause_low_priority_lag=self.s.pause_low_priority_lag,
+                low_priority_below=self.s.low_priority_below,
+            )
+            facts = JobFacts(
+                tenant=st.tenant,
+                fallback_policy=st.fallback_policy,
+                priority=st.priority,
+                num_qubits=envelope.get("num_qubits"),
+                shots=st.shots or self.s.default_shots,
+            )
+            decision = decide(facts, ctx)
+            if decision.degraded:
+                m.FALLBACKS.labels(_reason_label(decision.reason)).inc()
+            return decision
+
+        return _decide
+
+    def _encode(
+        self,
+        st: JobState,
+        envelope: Mapping[str, Any],
+        effects: Sequence[Effect],
+        incoming: Mapping[str, bytes],
+    ) -> list[OutboxRow]:
+        hdrs = {k: v.decode() for k, v in h.propagate(incoming) if k != h.CORRELATION_ID}
+        hdrs[h.CORRELATION_ID] = st.correlation_id
+        hdrs[h.JOB_ID] = st.job_id
+        rows = []
+        for e in effects:
+            if isinstance(e, EmitStatus):
+                value = {
+                    "job_id": st.job_id,
+                    "tenant": st.tenant,
+                    "seq": e.seq,
+                    "from_status": e.from_status,
+                    "to_status": e.to_status,
+                    "reason": e.reason,
+                    "attempt": e.attempt,
+                    "route": e.route,
+                    "backend": e.backend,
+                    "correlation_id": st.correlation_id,
+                    "at": _dt(e.at_ms),
+                }
+                rows.append(self._row(topics.JOB_STATUS, st.job_id, value, hdrs))
+            elif isinstance(e, EmitWork):
+                a = e.attempt
+                value = {
+                    "work_id": a.work_id,
+                    "job_id": st.job_id,
+                    "attempt": a.attempt,
+                    "route": a.route,
+                    "backend": a.backend,
+                    "tenant": st.tenant,
+                    "problem_type": st.problem_type,
+                    "problem": problem_branch(st.problem_type, envelope["problem"]),
+                    "time_limit_ms": a.time_limit_ms,
+                    "shots": st.shots or self.s.default_shots,
+                    "seed": st.seed,
+                    "top_n": 5,
+                    "priority": st.priority,
+                    "deadline_at": _dt(st.deadline_ms),
+                    "correlation_id": st.correlation_id,
+                    "enqueued_at": _dt(a.issued_ms),
+                }
+                topic = topics.WORK_QUANTUM if a.route == "quantum" else topics.WORK_CLASSICAL
+                rows.append(self._row(topic, st.job_id, value, hdrs))
+            elif isinstance(e, EmitFinal):
+                result = e.result or {}
+                value = {
+                    "job_id": st.job_id,
+                    "tenant": st.tenant,
+                    "status": e.status,
+                    "reason": e.reason,
+                    "problem_type": st.problem_type,
+                    "input_fingerprint": envelope["input_fingerprint"],
+                    "route": e.route,
+                    "solution": result.get("solution"),
+                    "candidates": result.get("candidates") or [],
+                    "quality": result.get("quality"),
+                    "provenance": result.get("provenance"),
+                    "attempts": e.attempts,
+                    "quantum_classical_gap": e.gap,
+                    "correlation_id": st.correlation_id,
+                    "completed_at": _dt(e.at_ms),
+                }
+                rows.append(self._row(topics.JOB_OUTCOMES, st.job_id, value, hdrs))
+        return rows
+
+    def _row(
+        self, topic: topics.TopicSpec, key: str, value: dict[str, Any], hdrs: dict[str, str]
+    ) -> OutboxRow:
+        return OutboxRow(topic.name, key, self.codec.encode(topic.record, value), dict(hdrs))
+
+    def _after_commit(self, st: JobState, effects: Sequence[Effect], rows: list[OutboxRow]) -> None:
+        now = time.monotonic()
+        for e in effects:
+            if isinstance(e, BackendHealth):
+                if e.ok:
+                    self.breaker.record_success(e.backend)
+                else:
+                    self.breaker.record_failure(e.backend, now)
+            elif isinstance(e, EmitFinal):
+                m.JOBS_FINAL.labels(e.status, e.route or "none", st.problem_type).inc()
+                if e.gap is not None:
+                    m.QUANTUM_CLASSICAL_GAP.labels(st.problem_type).observe(max(0.0, e.gap))
+                logger.info("job %s %s via %s: %s", st.job_id, e.status, e.route, e.reason)
+        self._send(rows)
+
+    def _send(self, rows: Sequence[OutboxRow]) -> None:
+        if not rows:
+            return
+        for r in rows:
+            self.producer.send_raw(r.topic, r.value, key=r.key, headers=h.to_list(r.headers))
+        self.producer.flush()
+        self.store.mark_sent([r.id for r in rows if r.id is not None])
+
+
+def _reason_label(reason: str) -> str:
+    """A bounded label value for a degradation reason."""
+    for key in ("lag", "circuit", "quota", "qubits", "admission"):
+        if key in reason:
+            return key
+    return "other"

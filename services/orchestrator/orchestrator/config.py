@@ -1,0 +1,48 @@
+"""Orchestrator settings (environment prefix ``QBRIDGE_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from qbridge.service import ServiceSettings
+
+
+class OrchestratorSettings(ServiceSettings):
+    """Routing, budgets, retries, timers and backpressure thresholds.
+
+    Lag thresholds are in messages of the executors' consumer groups; the KEDA
+    scalers in deploy/k8s scale the executors well below them, so degradation
+    only happens when scaling cannot keep up.
+    """
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/qbridge", validation_alias="DATABASE_URL"
+    )
+    default_backend: str = "aer_statevector"
+    backend_max_qubits: dict[str, int] = {
+        "aer_statevector": 24,
+        "aer_mps": 48,
+        "fake_noisy": 5,
+        "runtime_local": 5,
+    }
+    tenant_backends: dict[str, str] = {}
+    """Tenants promoted to another backend (e.g. a real provider): configuration, not code."""
+    tenant_shot_quota: dict[str, int] = {}
+    """Total shots a tenant may use on quantum routes; missing = unlimited."""
+    default_shots: int = 2048
+    quantum_time_share: float = 0.6
+    """Share of a job's timeout given to the quantum attempt before falling back."""
+    finalize_grace_ms: int = 500
+    degrade_quantum_lag: int = 20
+    """Above this quantum-executor lag, new quantum work is routed classically."""
+    pause_low_priority_lag: int = 200
+    """Above this total executor lag, admission of low-priority jobs is deferred."""
+    low_priority_below: int = 3
+    defer_ms: int = 500
+    max_transient_retries: int = 2
+    retry_backoff_ms: int = 200
+    breaker_failures: int = 3
+    breaker_cooldown_ms: int = 30_000
+    lag_poll_ms: int = 1000
+    timer_scan_ms: int = 100
+    outbox_resend_ms: int = 2000

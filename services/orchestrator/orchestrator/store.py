@@ -1,0 +1,272 @@
+"""Durable orchestrator state in PostgreSQL: job states and a transactional outbox.
+
+A job's new state and the messages it causes are written in one transaction;
+messages are then produced and marked sent. A crash in between leaves unsent
+rows that :meth:`Store.unsent` finds and the app re-sends (downstream writes
+are idempotent on the deterministic keys), so nothing is lost or stranded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from orchestrator.machine import JobState
+from qbridge.errors import ErrorClass, QBridgeError
+
+logger = logging.getLogger(__name__)
+
+_MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE orch_jobs (
+            job_id      text PRIMARY KEY,
+            tenant      text NOT NULL,
+            status      text NOT NULL,
+            final       boolean NOT NULL DEFAULT false,
+            timer_ms    bigint,
+            fingerprint text NOT NULL,
+            envelope    jsonb NOT NULL,
+            state       jsonb NOT NULL,
+            created_at  timestamptz NOT NULL DEFAULT now(),
+            updated_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX orch_jobs_due ON orch_jobs (timer_ms) WHERE NOT final;
+        CREATE TABLE orch_outbox (
+            id         bigserial PRIMARY KEY,
+            job_id     text NOT NULL,
+            topic      text NOT NULL,
+            key        text NOT NULL,
+            value      bytea NOT NULL,
+            headers    jsonb NOT NULL DEFAULT '{}'::jsonb,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            sent_at    timestamptz
+        );
+        CREATE INDEX orch_outbox_unsent ON orch_outbox (id) WHERE sent_at IS NULL;
+        CREATE TABLE orch_tenant_usage (
+            tenant     text PRIMARY KEY,
+            shots      bigint NOT NULL DEFAULT 0,
+            cost_units double precision NOT NULL DEFAULT 0
+        );
+        """,
+    ),
+]
+_LOCK_ID = 0x0B1D6E  # advisory lock serializing migrations across replicas
+
+
+class StoreUnavailableError(QBridgeError):
+    """PostgreSQL cannot be reached: retry later."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """A message to produce."""
+
+    topic: str
+    key: str
+    value: bytes
+    headers: dict[str, str]
+    id: int | None = None
+
+
+class Store:
+    """Job states, outbox and tenant usage."""
+
+    def __init__(self, dsn: str, min_size: int = 1, max_size: int = 4) -> None:
+        """Open a connection pool (connections are made lazily)."""
+        self._pool = ConnectionPool(
+            dsn, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": False}
+        )
+
+    def open(self, timeout: float = 30.0) -> None:
+        """Open the pool and apply pending migrations."""
+        self._pool.open(wait=True, timeout=timeout)
+        with self.transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS orch_schema_migrations ("
+                " version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r[0] for r in conn.execute("SELECT version FROM orch_schema_migrations")}
+            for version, sql in _MIGRATIONS:
+                if version not in done:
+                    conn.execute(sql)
+                    conn.execute(
+                        "INSERT INTO orch_schema_migrations (version) VALUES (%s)", (version,)
+                    )
+                    logger.info("applied orchestrator migration %d", version)
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
+
+    def healthy(self) -> bool:
+        """Whether a trivial query succeeds now."""
+        try:
+            with self._pool.connection(timeout=2) as conn:
+                conn.execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection inside a transaction (committed on success, rolled back on error).
+
+        Raises:
+            StoreUnavailableError: The database cannot be reached.
+        """
+        try:
+            with self._pool.connection(timeout=10) as conn, conn.transaction():
+                yield conn
+        except (psycopg.OperationalError, TimeoutError) as exc:
+            raise StoreUnavailableError(f"orchestrator database unavailable: {exc}") from exc
+        except psycopg.errors.PoolTimeout as exc:  # type: ignore[attr-defined]
+            raise StoreUnavailableError(f"orchestrator database unavailable: {exc}") from exc
+
+    # --- jobs -------------------------------------------------------------------------
+
+    def load(
+        self, conn: psycopg.Connection[Any], job_id: str, skip_locked: bool = False
+    ) -> tuple[JobState, dict[str, Any]] | None:
+        """Load and row-lock a job's state and envelope."""
+        lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+        row = conn.execute(
+            f"SELECT state, envelope FROM orch_jobs WHERE job_id = %s {lock}", (job_id,)
+        ).fetchone()
+        if row is None:
+            return None
+        return JobState.from_json(row[0]), row[1]
+
+    def fingerprint(self, conn: psycopg.Connection[Any], job_id: str) -> str | None:
+        """The input fingerprint of a known job (None if unknown)."""
+        row = conn.execute(
+            "SELECT fingerprint FROM orch_jobs WHERE job_id = %s", (job_id,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def insert(
+        self,
+        conn: psycopg.Connection[Any],
+        st: JobState,
+        envelope: dict[str, Any],
+        fingerprint: str,
+    ) -> None:
+        """Record a new job."""
+        conn.execute(
+            "INSERT INTO orch_jobs (job_id, tenant, status, final, timer_ms, fingerprint,"
+            " envelope, state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                st.job_id,
+                st.tenant,
+                st.status,
+                st.final,
+                st.timer_ms,
+                fingerprint,
+                Jsonb(envelope),
+                Jsonb(st.to_json()),
+            ),
+        )
+
+    def save(self, conn: psycopg.Connection[Any], st: JobState) -> None:
+        """Persist a changed state."""
+        conn.execute(
+            "UPDATE orch_jobs SET status = %s, final = %s, timer_ms = %s, state = %s,"
+            " updated_at = now() WHERE job_id = %s",
+            (st.status, st.final, st.timer_ms, Jsonb(st.to_json()), st.job_id),
+        )
+
+    def due(self, now_ms: int, limit: int = 100) -> list[str]:
+        """Ids of non-final jobs whose timer is due."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT job_id FROM orch_jobs WHERE NOT final AND timer_ms <= %s"
+                " ORDER BY timer_ms LIMIT %s",
+                (now_ms, limit),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Jobs per status (for tests and the readiness detail)."""
+        with self.transaction() as conn:
+            rows = conn.execute("SELECT status, count(*) FROM orch_jobs GROUP BY status").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    # --- outbox -----------------------------------------------------------------------
+
+    def add_outbox(
+        self, conn: psycopg.Connection[Any], job_id: str, rows: Sequence[OutboxRow]
+    ) -> list[OutboxRow]:
+        """Queue messages in the current transaction; returns them with ids."""
+        out = []
+        for r in rows:
+            rid = conn.execute(
+                "INSERT INTO orch_outbox (job_id, topic, key, value, headers)"
+                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (job_id, r.topic, r.key, r.value, Jsonb(r.headers)),
+            ).fetchone()
+            assert rid is not None
+            out.append(OutboxRow(r.topic, r.key, r.value, r.headers, int(rid[0])))
+        return out
+
+    def mark_sent(self, ids: Sequence[int]) -> None:
+        """Mark outbox rows as produced and acknowledged."""
+        if not ids:
+            return
+        with self.transaction() as conn:
+            conn.execute("UPDATE orch_outbox SET sent_at = now() WHERE id = ANY(%s)", (list(ids),))
+
+    def unsent(self, older_than_s: float, limit: int = 500) -> list[OutboxRow]:
+        """Outbox rows not marked sent after ``older_than_s`` seconds (a crash, or a failure)."""
+        with self.transaction() as conn:
+            rows = conn.execute(
+                "SELECT id, topic, key, value, headers FROM orch_outbox WHERE sent_at IS NULL"
+                " AND created_at < now() - make_interval(secs => %s) ORDER BY id LIMIT %s",
+                (older_than_s, limit),
+            ).fetchall()
+        return [OutboxRow(r[1], r[2], bytes(r[3]), dict(r[4]), int(r[0])) for r in rows]
+
+    # --- tenant usage -----------------------------------------------------------------
+
+    def add_usage(
+        self, conn: psycopg.Connection[Any], tenant: str, shots: int, cost_units: float
+    ) -> None:
+        """Charge quantum usage to a tenant."""
+        conn.execute(
+            "INSERT INTO orch_tenant_usage (tenant, shots, cost_units) VALUES (%s, %s, %s)"
+            " ON CONFLICT (tenant) DO UPDATE SET shots = orch_tenant_usage.shots + EXCLUDED.shots,"
+            " cost_units = orch_tenant_usage.cost_units + EXCLUDED.cost_units",
+            (tenant, shots, cost_units),
+        )
+
+    def shots_used(self, tenant: str) -> int:
+        """Shots a tenant has used so far."""
+        with self.transaction() as conn:
+            row = conn.execute(
+                "SELECT shots FROM orch_tenant_usage WHERE tenant = %s", (tenant,)
+            ).fetchone()
+        return 0 if row is None else int(row[0])
+
+
+def to_json_safe(value: Any) -> Any:
+    """Avro values (datetimes, bytes) as JSON data: datetimes become epoch ms."""
+    return json.loads(json.dumps(value, default=_default))
+
+
+def _default(v: Any) -> Any:
+    if hasattr(v, "timestamp"):
+        return int(v.timestamp() * 1000)
+    if isinstance(v, bytes):
+        return v.hex()
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
