@@ -48,6 +48,9 @@ test: setup ## All tests: unit + integration against a real local Kafka and Post
 	$(PY) -m qbridge.contracts check
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
+run: setup ## Start Kafka, PostgreSQL and every service, run a sample workload, keep serving (ONCE=1 exits)
+	$(PY) -m devstack.run $(if $(ONCE),--once,)
+
 bench: setup ## Benchmarks (numbers, not assertions); results in bench/results/
 	$(PY) bench/bench_classical.py
 	$(PY) bench/bench_quantum.py

@@ -340,3 +340,20 @@ def test_circuit_breaker_opens_and_half_opens() -> None:
     assert not b.available("q", 13)
     b.record_success("q")
     assert b.available("q", 13)
+
+
+def test_job_with_no_answer_is_rescued_before_its_deadline(machine: Machine) -> None:
+    st, _ = machine.on_envelope(envelope(), T0, CLASSICAL, "maximize")
+    assert st.timer_ms == T0 + 10_000 - 300
+    rescued = {
+        "solution": {"assignment": [1, 0], "objective": 1.0, "feasible": True},
+        "candidates": [],
+        "quality": None,
+        "provenance": {"solver": "heuristic"},
+        "attempt": 1,
+    }
+    assert machine.on_timer(st, T0 + 9_000, CLASSICAL, lambda: rescued) == []
+    eff = machine.on_timer(st, T0 + 9_700, CLASSICAL, lambda: rescued)
+    f = final(eff)
+    assert (f.status, f.route) == ("degraded", "classical")
+    assert "no executor answered" in f.reason and f.at_ms < st.deadline_ms

@@ -34,6 +34,7 @@ from qbridge.bus.producer import BusProducer
 from qbridge.bus.settings import KafkaSettings
 from qbridge.contracts.codec import AvroCodec
 from qbridge.errors import BusError, CodecError, ErrorClass, classify
+from qbridge.service.metrics import MESSAGES_CONSUMED, RETRIES
 from qbridge.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,6 @@ _CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.commit.interval.ms": 1000,
     "enable.auto.offset.store": False,
     "auto.offset.reset": "earliest",
-    "session.timeout.ms": 30_000,
     "max.poll.interval.ms": 300_000,
 }
 
@@ -61,6 +61,8 @@ class Record:
         subject: Writer's record name.
         headers: Kafka headers as a dict.
         timestamp_ms: Broker/producer timestamp.
+        schema_id: Id of the writer's schema (its version tells which contract the
+            producer used).
     """
 
     topic: str
@@ -71,6 +73,7 @@ class Record:
     subject: str
     headers: Mapping[str, bytes]
     timestamp_ms: int
+    schema_id: int = 0
 
     @property
     def correlation_id(self) -> str | None:
@@ -117,7 +120,14 @@ class BusConsumer:
                 e.g. while a database is down: nothing is skipped).
             overrides: Extra librdkafka settings.
         """
-        config = {**settings.client_config(), **_CONSUMER_DEFAULTS, "group.id": group}
+        config = {
+            **settings.client_config(),
+            **_CONSUMER_DEFAULTS,
+            "group.id": group,
+            "session.timeout.ms": settings.session_timeout_ms,
+        }
+        if settings.group_instance_id:
+            config["group.instance.id"] = settings.group_instance_id
         config.update(overrides or {})
         self.group = group
         self.codec = codec
@@ -215,6 +225,7 @@ class BusConsumer:
             subject=decoded.subject,
             headers=h.to_dict(msg.headers()),
             timestamp_ms=msg.timestamp()[1],
+            schema_id=decoded.schema_id,
         )
         attempt = 1
         backoff = self.retry_backoff_s
@@ -225,6 +236,7 @@ class BusConsumer:
                     self.producer.flush()
                 self._store(msg)
                 self.processed += 1
+                MESSAGES_CONSUMED.labels(self.dlq.service, topic, "ok").inc()
                 return
             except Exception as exc:
                 cls = classify(exc)
@@ -250,6 +262,7 @@ class BusConsumer:
                     exc,
                     backoff,
                 )
+                RETRIES.labels(self.dlq.service, cls.value).inc()
                 self._wait_alive(backoff)
                 attempt += 1
                 backoff = min(backoff * 2, self.max_backoff_s)

@@ -10,6 +10,7 @@ from confluent_kafka import Message
 from qbridge.bus import headers as h
 from qbridge.bus.producer import BusProducer
 from qbridge.errors import ErrorClass, classify
+from qbridge.service.metrics import DLQ_MESSAGES, MESSAGES_CONSUMED
 from qbridge.topics import DEAD_LETTERS, TopicSpec
 
 logger = logging.getLogger(__name__)
@@ -86,3 +87,5 @@ class DeadLetterPublisher:
         )
         self.producer.send(self.topic, record, key=msg.key(), headers=h.to_list(meta))
         self.published += 1
+        DLQ_MESSAGES.labels(self.service, cls.value).inc()
+        MESSAGES_CONSUMED.labels(self.service, msg.topic() or "", "dlq").inc()

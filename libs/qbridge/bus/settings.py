@@ -20,6 +20,11 @@ class KafkaSettings(BaseSettings):
         ssl_ca_location: CA bundle for SSL protocols.
         replication_factor: Used when the services create missing topics (3 in production).
         min_insync_replicas: ``min.insync.replicas`` for created topics (2 in production).
+        group_instance_id: Static group membership (e.g. a StatefulSet pod name): a
+            restarted instance takes its partitions back at once instead of waiting for
+            the session timeout. Applied to the service's one group consumer only.
+        session_timeout_ms: How long a silent member (e.g. killed with SIGKILL) keeps
+            its partitions.
     """
 
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
@@ -32,6 +37,8 @@ class KafkaSettings(BaseSettings):
     ssl_ca_location: str | None = None
     replication_factor: int = 1
     min_insync_replicas: int = 1
+    group_instance_id: str | None = None
+    session_timeout_ms: int = 10_000
 
     def client_config(self) -> dict[str, Any]:
         """The librdkafka settings common to producers, consumers and admin clients."""

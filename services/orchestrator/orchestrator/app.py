@@ -7,6 +7,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from orchestrator.config import OrchestratorSettings
@@ -26,11 +27,19 @@ from qbridge import topics
 from qbridge.bus import BusProducer, LagReader, Record
 from qbridge.bus import headers as h
 from qbridge.contracts.codec import AvroCodec
-from qbridge.contracts.convert import problem_branch, problem_from_avro
+from qbridge.contracts.convert import (
+    problem_branch,
+    problem_from_avro,
+    provenance_to_avro,
+    quality_to_avro,
+    solution_to_avro,
+)
 from qbridge.errors import BusError
 from qbridge.problems.base import Problem
 from qbridge.service import log_context
 from qbridge.service import metrics as m
+from qbridge.solvers.base import Provenance, Quality, Route, Timings
+from qbridge.solvers.fallback import last_resort
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +190,9 @@ class OrchestratorApp:
                 st, envelope = loaded
                 if st.final or st.timer_ms is None or st.timer_ms > now:
                     continue
-                effects = self.machine.on_timer(st, now, self._decider(envelope))
+                effects = self.machine.on_timer(
+                    st, now, self._decider(envelope), partial(self._rescue, st, envelope)
+                )
                 self.store.save(conn, st)
                 rows = self.store.add_outbox(conn, job_id, self._encode(st, envelope, effects, {}))
             self._after_commit(st, effects, rows)
@@ -221,6 +232,30 @@ class OrchestratorApp:
             if len(self._problems) > 1000:
                 self._problems.popitem(last=False)
         return cached
+
+    def _rescue(self, st: JobState, envelope: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A last-resort answer computed here, labelled as such in its provenance."""
+        started = time.perf_counter()
+        best = last_resort(self._problem(envelope), st.seed)
+        if best is None:
+            return None
+        elapsed = time.perf_counter() - started
+        prov = Provenance(
+            route=Route.CLASSICAL,
+            solver="heuristic",
+            backend="orchestrator-inline",
+            seed=st.seed,
+            timings=Timings(execute_s=elapsed),
+        )
+        logger.warning("job %s: no executor answered; using the built-in heuristic", st.job_id)
+        m.FALLBACKS.labels("rescue").inc()
+        return {
+            "solution": solution_to_avro(best),
+            "candidates": [solution_to_avro(best)],
+            "quality": quality_to_avro(Quality()),
+            "provenance": provenance_to_avro(prov),
+            "attempt": len(st.attempts),
+        }
 
     def _decider(self, envelope: Mapping[str, Any]) -> Callable[[JobState], Decision]:
         def _decide(st: JobState) -> Decision:

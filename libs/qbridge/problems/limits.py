@@ -1,0 +1,86 @@
+"""Size limits enforced at intake, so no service is handed an unbounded problem."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from qbridge.errors import ProblemTooLargeError
+from qbridge.problems.base import Problem
+from qbridge.problems.knapsack import Knapsack
+from qbridge.problems.maxcut import MaxCut
+from qbridge.problems.portfolio import Portfolio
+from qbridge.problems.qubo_problem import IsingProblem, QuboProblem
+from qbridge.problems.scheduling import JobShop
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Hard size limits; ``None`` disables a limit.
+
+    Attributes:
+        max_variables: Decision variables of the original problem (nodes, items,
+            assets, spins, job-shop operations).
+        max_edges: MaxCut edges, QUBO quadratic terms, Ising couplings.
+        max_qubits: Variables after QUBO encoding (problem bits plus slack bits) of
+            quantum-encodable types. This is a sanity cap on the encoding; whether a
+            quantum backend can take the problem is decided by route eligibility.
+        max_jobshop_operations: Total operations of a job shop.
+        max_jobshop_horizon: Sum of all job-shop durations (keeps CP-SAT domains sane).
+        max_knapsack_capacity: Knapsack capacity (also bounds the slack bits).
+    """
+
+    max_variables: int | None = 10_000
+    max_edges: int | None = 1_000_000
+    max_qubits: int | None = 20_000
+    max_jobshop_operations: int | None = 5_000
+    max_jobshop_horizon: int | None = 1_000_000_000
+    max_knapsack_capacity: int | None = 1_000_000_000_000
+
+
+def _check(value: int, limit: int | None, what: str, field: str) -> None:
+    if limit is not None and value > limit:
+        raise ProblemTooLargeError(f"{what} {value} exceeds the limit {limit}", field=field)
+
+
+def _num_terms(problem: Problem) -> tuple[int, str] | None:
+    if isinstance(problem, MaxCut):
+        return len(problem.edges), "edges"
+    if isinstance(problem, QuboProblem):
+        return len(problem.qubo.quadratic), "quadratic"
+    if isinstance(problem, IsingProblem):
+        return len(problem.couplings), "J"
+    if isinstance(problem, Portfolio):
+        n = problem.num_variables
+        return n * (n - 1) // 2, "covariance"
+    return None
+
+
+def check_limits(problem: Problem, limits: Limits) -> None:
+    """Reject a problem that exceeds any limit.
+
+    Cheap checks come first; the QUBO encoding is only built (for the qubit
+    count) once the problem is known to be of a sane size.
+
+    Raises:
+        ProblemTooLargeError: With the field that is too large.
+    """
+    if isinstance(problem, JobShop):
+        _check(problem.num_variables, limits.max_jobshop_operations, "operations", "jobs")
+        _check(problem.horizon, limits.max_jobshop_horizon, "total duration", "jobs")
+        return
+    _check(problem.num_variables, limits.max_variables, "variables", "num_variables")
+    terms = _num_terms(problem)
+    if terms is not None:
+        _check(terms[0], limits.max_edges, "quadratic terms", terms[1])
+    if isinstance(problem, Knapsack):
+        _check(problem.capacity, limits.max_knapsack_capacity, "capacity", "capacity")
+    if problem.quantum_encodable and limits.max_qubits is not None:
+        if isinstance(problem, Knapsack):
+            # Counted without building the O((n + log C)^2) encoding.
+            qubits = problem.num_variables + problem.capacity.bit_length()
+        else:
+            qubits = problem.num_qubits()
+        _check(qubits, limits.max_qubits, "qubits after encoding", "num_qubits")

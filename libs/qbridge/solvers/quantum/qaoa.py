@@ -1,0 +1,442 @@
+"""QAOA behind the common :class:`~qbridge.solvers.base.Solver` interface.
+
+Flow of :meth:`QaoaSolver.solve`:
+
+1. ``problem.to_qubo()`` -> Ising model normalized to ``max |h, J| = 1``.
+2. Circuit for the *structure* (sparsity pattern, size, ``p``) from the transpile
+   cache, transpiled on a miss; coefficients are bound as parameter values.
+3. Transferred / ramp starting angles evaluated in ONE batched backend call.
+4. Local optimizer (scipy COBYLA by default) from the best start, stopped early
+   by the time and shot budgets (best-so-far angles are kept).
+5. Final sampling with ``budget.shots`` (or what the optimizer left) and
+   ``budget.seed``; every distinct sample is decoded and evaluated classically
+   on the original problem, then ranked. Samples are reported raw: no classical
+   polishing, so the outcome measures the quantum routine honestly.
+
+Cost units (provenance ``cost_units``): ``depth * (shots + 100 * exact_sets) / 1e4``
+where ``shots`` counts every shot spent and ``exact_sets`` the parameter sets
+evaluated exactly (a simulator-only luxury priced as 100 shots each).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from qbridge.errors import BudgetExceededError, ConfigurationError, NotEligibleError
+from qbridge.problems.base import Problem, QuboEncoding
+from qbridge.solvers.base import (
+    Budget,
+    Candidate,
+    Eligibility,
+    Outcome,
+    Provenance,
+    Quality,
+    Route,
+    Solver,
+    Timings,
+    rank_candidates,
+)
+from qbridge.solvers.quantum.angles import initial_candidates
+from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit, expand_angles
+from qbridge.solvers.quantum.backends import (
+    BitMatrix,
+    FloatArray,
+    PreparedCircuit,
+    QuantumBackend,
+    make_backend,
+)
+from qbridge.solvers.quantum.cache import DEFAULT_TRANSPILE_CACHE, StructureKey, TranspileCache
+
+logger = logging.getLogger(__name__)
+
+EXACT_SET_SHOT_EQUIVALENT = 100
+"""Shots an exactly evaluated parameter set is charged as, in ``cost_units``."""
+
+_OPTIMIZERS = ("COBYLA", "Nelder-Mead", "Powell", "none")
+
+
+@dataclass(frozen=True)
+class QaoaSettings:
+    """Knobs of the QAOA routine (all recorded in provenance).
+
+    Attributes:
+        p: Number of QAOA layers.
+        optimizer: scipy method (``COBYLA``, ``Nelder-Mead``, ``Powell``) or ``none``
+            to keep the best starting angles.
+        maxiter: Optimizer iterations (objective evaluations) at most.
+        rhobeg: COBYLA's initial step; small because the start is already good.
+        tol: Optimizer tolerance.
+        initial_candidates: Starting angle sets evaluated in the first batched call.
+        eval_shots: Shots per parameter set when the backend estimates by sampling.
+        final_shots: Shots of the final sampling; None means ``budget.shots`` on
+            exact backends and half of it on shot-based ones (the rest funds the
+            optimizer).
+    """
+
+    p: int = 2
+    optimizer: str = "COBYLA"
+    maxiter: int = 40
+    rhobeg: float = 0.1
+    tol: float = 1e-3
+    initial_candidates: int = 16
+    eval_shots: int = 256
+    final_shots: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.p < 1:
+            raise ConfigurationError(f"p must be >= 1, got {self.p}")
+        if self.optimizer not in _OPTIMIZERS:
+            raise ConfigurationError(
+                f"optimizer must be one of {_OPTIMIZERS}, got {self.optimizer!r}"
+            )
+        if self.maxiter < 0 or self.initial_candidates < 1 or self.eval_shots < 1:
+            raise ConfigurationError("maxiter >= 0, initial_candidates >= 1, eval_shots >= 1")
+        if self.final_shots is not None and self.final_shots < 1:
+            raise ConfigurationError(f"final_shots must be >= 1, got {self.final_shots}")
+
+
+class _Stop(Exception):
+    """Raised inside the objective to end the optimizer early."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Loop:
+    """Book-keeping of one parameter loop: best point, budgets, counters."""
+
+    backend: QuantumBackend
+    prepared: PreparedCircuit
+    model: IsingModel
+    p: int
+    deadline: float
+    seed: int
+    eval_shots: int
+    optimizer_shots: int
+    maxiter: int = 0
+    best_value: float = float("inf")
+    best_angles: FloatArray | None = None
+    calls: int = 0
+    parameter_sets: int = 0
+    shots_used: int = 0
+    exact_sets: int = 0
+    iterations: int = 0
+    single_eval_s: float = 0.0
+
+    def evaluate(self, angles: FloatArray) -> FloatArray:
+        """Evaluate ``(k, 2p)`` angle sets in one backend call; track the best."""
+        k = angles.shape[0]
+        shots = 0 if self.backend.exact_expectation else self.eval_shots
+        seed = (self.seed * 1_000_003 + 7919 * self.calls) % (2**31 - 1)
+        observable = self.model.observable()
+        values = self.backend.estimate(
+            self.prepared,
+            observable,
+            expand_angles(self.model, angles, self.p),
+            shots=shots,
+            seed=seed,
+        )
+        self.calls += 1
+        self.parameter_sets += k
+        self.shots_used += shots * k
+        self.exact_sets += k if self.backend.exact_expectation else 0
+        i = int(np.argmin(values))
+        if values[i] < self.best_value:
+            self.best_value = float(values[i])
+            self.best_angles = angles[i].copy()
+        return values
+
+    def objective(self, x: FloatArray) -> float:
+        """Scalar objective for scipy, with the budget checks between iterations."""
+        if self.iterations >= self.maxiter:
+            raise _Stop("maxiter")
+        now = time.perf_counter()
+        # One more evaluation plus the final sampling must still fit.
+        if now + 2.0 * self.single_eval_s > self.deadline:
+            raise _Stop("time_limit")
+        if not self.backend.exact_expectation and (
+            self.shots_used + self.eval_shots > self.optimizer_shots
+        ):
+            raise _Stop("shot_budget")
+        start = time.perf_counter()
+        value = float(self.evaluate(np.asarray(x, dtype=np.float64)[None, :])[0])
+        self.single_eval_s = max(self.single_eval_s, time.perf_counter() - start)
+        self.iterations += 1
+        return value
+
+
+class QaoaSolver(Solver):
+    """QAOA on a pluggable quantum backend.
+
+    Args:
+        backend: A :class:`QuantumBackend` or a name for :func:`make_backend`.
+        settings: QAOA settings (defaults: p=2, COBYLA, 40 iterations).
+        cache: Transpile cache; the process-wide one by default.
+    """
+
+    name = "qaoa"
+    route = Route.QUANTUM
+
+    def __init__(
+        self,
+        backend: QuantumBackend | str = "aer_statevector",
+        settings: QaoaSettings | None = None,
+        *,
+        cache: TranspileCache | None = None,
+    ) -> None:
+        self.backend = make_backend(backend) if isinstance(backend, str) else backend
+        self.settings = settings or QaoaSettings()
+        self.cache = cache if cache is not None else DEFAULT_TRANSPILE_CACHE
+
+    def eligibility(self, problem: Problem) -> Eligibility:
+        """Eligible when the type is quantum-encodable and fits the backend's qubits."""
+        if not problem.quantum_encodable:
+            return Eligibility(False, f"problem type {problem.kind!r} is classical-only")
+        try:
+            qubits = problem.num_qubits()
+        except NotEligibleError as exc:
+            return Eligibility(False, exc.message)
+        return self._fits(qubits)
+
+    def _fits(self, qubits: int) -> Eligibility:
+        if qubits > self.backend.max_qubits:
+            return Eligibility(
+                False,
+                f"needs {qubits} qubits, backend {self.backend.name} allows "
+                f"{self.backend.max_qubits}",
+                qubits=qubits,
+            )
+        return Eligibility(True, qubits=qubits)
+
+    def solve(self, problem: Problem, budget: Budget) -> Outcome:
+        """Run QAOA within ``budget`` (see the module docstring for the flow).
+
+        Raises:
+            NotEligibleError: See :meth:`eligibility`.
+            BudgetExceededError: Not even one evaluation fits the time budget, or
+                the shot budget cannot fund one estimate plus the final sampling.
+            TransientSolverError: From the backend; worth a retry.
+            BackendUnavailableError: From the backend; reroute.
+        """
+        start = time.perf_counter()
+        deadline = start + budget.time_limit_s
+        if not problem.quantum_encodable:
+            raise NotEligibleError(f"problem type {problem.kind!r} is classical-only")
+        encoding = problem.to_qubo()  # encoded once: eligibility() would encode again
+        eligible = self._fits(encoding.qubo.num_variables)
+        if not eligible.eligible:
+            raise NotEligibleError(eligible.reason)
+        settings = self.settings
+        model = IsingModel.from_qubo(encoding.qubo)
+
+        key = StructureKey(
+            target_key=self.backend.target_key,
+            transpile=self.backend.transpile_settings,
+            num_qubits=model.num_qubits,
+            p=settings.p,
+            linear_support=model.linear_support,
+            quadratic_support=model.quadratic_support,
+        )
+        prepared, hit = self.cache.get_or_build(
+            key,
+            lambda: self.backend.prepare(
+                build_qaoa_circuit(
+                    model.num_qubits, model.linear_support, model.quadratic_support, settings.p
+                )
+            ),
+        )
+        transpiled_at = time.perf_counter()
+
+        final_shots, optimizer_shots, n_start = self._plan_shots(budget)
+        if transpiled_at >= deadline:
+            raise BudgetExceededError(
+                f"time budget {budget.time_limit_s}s spent before the first evaluation"
+            )
+        loop = _Loop(
+            backend=self.backend,
+            prepared=prepared,
+            model=model,
+            p=settings.p,
+            deadline=deadline,
+            seed=budget.seed,
+            eval_shots=settings.eval_shots,
+            optimizer_shots=optimizer_shots,
+            maxiter=settings.maxiter,
+        )
+        starts = initial_candidates(settings.p, model.field_norm(), n_start)
+        if model.num_terms == 0:
+            # Constant energy: every assignment is optimal, nothing to optimize.
+            loop.best_angles, loop.best_value = starts[0].copy(), 0.0
+            stop_reason = "constant_objective"
+        else:
+            batch_start = time.perf_counter()
+            loop.evaluate(starts)
+            # A single set costs at least its share of the batch: a first guess for
+            # the deadline check until real single evaluations are timed.
+            loop.single_eval_s = (time.perf_counter() - batch_start) / starts.shape[0]
+            if time.perf_counter() > deadline:
+                raise BudgetExceededError(
+                    f"the first evaluation did not fit the time budget of {budget.time_limit_s}s"
+                )
+            stop_reason = self._optimize(loop)
+        assert loop.best_angles is not None  # set by the first evaluation
+
+        bits = self.backend.sample(
+            prepared,
+            expand_angles(model, loop.best_angles[None, :], settings.p),
+            shots=final_shots,
+            seed=budget.seed,
+        )[0]
+        executed_at = time.perf_counter()
+
+        candidates, expected = _evaluate_samples(problem, encoding, bits)
+        ranked = rank_candidates(problem, candidates, max(1, budget.top_n))
+        best = ranked[0]
+        done = time.perf_counter()
+
+        shots_used = loop.shots_used + final_shots
+        provenance = Provenance(
+            route=Route.QUANTUM,
+            solver=self.name,
+            backend=self.backend.name,
+            backend_version=self.backend.version,
+            sdk_versions=sdk_versions(),
+            settings={
+                **asdict(settings),
+                **self.backend.transpile_settings.as_dict(),
+                "backend_options": self.backend.options,
+                "exact_expectation": self.backend.exact_expectation,
+                "structure_key": key.digest(),
+                "ising_scale": model.scale,
+                "initial_candidates_evaluated": int(starts.shape[0]) if loop.calls else 0,
+                "backend_calls": loop.calls + 1,
+                "parameter_sets_evaluated": loop.parameter_sets,
+                "final_shots": final_shots,
+                "stop_reason": stop_reason,
+                "best_angles": [float(a) for a in loop.best_angles],
+                "best_scaled_energy": loop.best_value,
+            },
+            circuit_depth=prepared.depth,
+            circuit_width=prepared.width,
+            shots=shots_used,
+            seed=budget.seed,
+            optimizer_iterations=loop.iterations,
+            timings=Timings(
+                transpile_s=transpiled_at - start,
+                execute_s=executed_at - transpiled_at,
+                postprocess_s=done - executed_at,
+            ),
+            cache_hit=hit,
+            cost_units=prepared.depth
+            * (shots_used + EXACT_SET_SHOT_EQUIVALENT * loop.exact_sets)
+            / 1e4,
+        )
+        logger.info(
+            "qaoa %s on %s: best=%s conf=%.3f iters=%d stop=%s cache_hit=%s %.3fs",
+            problem.kind,
+            self.backend.name,
+            best.objective,
+            best.frequency or 0.0,
+            loop.iterations,
+            stop_reason,
+            hit,
+            done - start,
+        )
+        return Outcome(
+            best=best,
+            candidates=ranked,
+            quality=Quality(expected_objective=expected, confidence=best.frequency),
+            provenance=provenance,
+        )
+
+    def _plan_shots(self, budget: Budget) -> tuple[int, int, int]:
+        """Split ``budget.shots``: ``(final_shots, optimizer_shots, n_starting_points)``.
+
+        Raises:
+            BudgetExceededError: A shot-based backend cannot fund one estimate.
+        """
+        s = self.settings
+        if budget.shots < 1:
+            raise BudgetExceededError("shot budget must allow at least one shot")
+        if self.backend.exact_expectation:
+            final = min(s.final_shots or budget.shots, budget.shots)
+            return final, 0, s.initial_candidates
+        final = min(s.final_shots or max(1, budget.shots // 2), budget.shots)
+        optimizer_shots = budget.shots - final
+        affordable = optimizer_shots // s.eval_shots
+        if affordable < 1:
+            raise BudgetExceededError(
+                f"shot budget {budget.shots} cannot fund one estimate ({s.eval_shots} shots) "
+                f"plus the final sampling ({final} shots) on {self.backend.name}"
+            )
+        # Half of the affordable estimates go to starting points, half to the optimizer.
+        return final, optimizer_shots, min(s.initial_candidates, max(1, affordable // 2))
+
+    def _optimize(self, loop: _Loop) -> str:
+        """Refine the best starting angles; return why the loop stopped."""
+        s = self.settings
+        if s.optimizer == "none" or s.maxiter == 0:
+            return "no_optimizer"
+        assert loop.best_angles is not None
+        # scipy's own cap may not go below num_vars + 2 (COBYLA); ours is enforced
+        # exactly by _Loop.objective.
+        options: dict[str, Any] = {"maxiter": max(s.maxiter, 2 * s.p + 2)}
+        if s.optimizer == "COBYLA":
+            options["rhobeg"] = s.rhobeg
+        try:
+            result = minimize(
+                loop.objective,
+                loop.best_angles.copy(),
+                method=s.optimizer,
+                tol=s.tol,
+                options=options,
+            )
+        except _Stop as stop:
+            logger.debug("optimizer stopped early: %s", stop.reason)
+            return stop.reason
+        return "converged" if result.success else "maxiter"
+
+
+def _evaluate_samples(
+    problem: Problem, encoding: QuboEncoding, bits: BitMatrix
+) -> tuple[list[Candidate], float]:
+    """Evaluate each distinct sample classically; return candidates and E[objective]."""
+    rows, counts = np.unique(bits, axis=0, return_counts=True)
+    shots = int(counts.sum())
+    candidates: list[Candidate] = []
+    expected = 0.0
+    for row, count in zip(rows, counts, strict=True):
+        assignment = encoding.decode([int(b) for b in row])
+        evaluation = problem.evaluate(assignment)
+        frequency = int(count) / shots
+        expected += frequency * evaluation.objective
+        candidates.append(
+            Candidate(assignment, evaluation.objective, evaluation.feasible, frequency)
+        )
+    return candidates, expected
+
+
+def sdk_versions() -> dict[str, str]:
+    """Versions of the quantum SDK packages (for provenance)."""
+    return dict(_sdk_versions())
+
+
+@functools.cache
+def _sdk_versions() -> dict[str, str]:
+    versions = {}
+    for package in ("qiskit", "qiskit-aer", "qiskit-ibm-runtime", "numpy", "scipy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return versions

@@ -1,0 +1,265 @@
+"""What an executor does with one work item, shared by the quantum and classical executors.
+
+:func:`execute` turns a decoded ``qbridge.WorkItem`` into ``qbridge.SolverOutcome``
+records: a ``started`` record, then either an ``ok`` record (solution, candidates,
+quality, provenance) or an ``error`` record with the classified error. It never
+raises for a solver failure: retries, reroutes and degradation are the
+orchestrator's decisions, taken from the error class. No Kafka here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from qbridge.contracts.convert import outcome_fields, problem_from_avro
+from qbridge.errors import BudgetExceededError, ErrorClass, SolverError, classify
+from qbridge.problems.base import Problem
+from qbridge.service.metrics import COST_UNITS, SOLVES, STAGE_DURATION, TRANSPILE_CACHE
+from qbridge.solvers.base import Budget, Candidate, Outcome, Solver
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[dict[str, Any]], None]
+
+_OBJECTIVE_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How an executor turns a work item into a budget.
+
+    Attributes:
+        min_time_s: Below this much time left (limit or deadline), the work is not
+            started: an ``over_budget`` error is reported at once.
+        default_shots: Shots used when the work item says ``0`` (not specified).
+        max_error_chars: Error messages are cut to this length.
+    """
+
+    min_time_s: float = 0.05
+    default_shots: int = 4096
+    max_error_chars: int = 2000
+
+
+def _utc(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(int(value) / 1000, UTC)
+
+
+def _ms(value: datetime) -> datetime:
+    """Truncate to milliseconds (Avro ``timestamp-millis``)."""
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+def _base(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "work_id": item["work_id"],
+        "job_id": item["job_id"],
+        "attempt": item["attempt"],
+        "route": item["route"],
+        "tenant": item["tenant"],
+        "correlation_id": item["correlation_id"],
+    }
+
+
+def started_record(item: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """The ``started`` outcome of a work item."""
+    return {
+        **_base(item),
+        "status": "started",
+        "error": None,
+        "solution": None,
+        "candidates": [],
+        "quality": None,
+        "provenance": None,
+        "produced_at": _ms(now),
+    }
+
+
+def error_record(
+    item: Mapping[str, Any], exc: BaseException, now: datetime, max_chars: int = 2000
+) -> dict[str, Any]:
+    """The ``error`` outcome of a work item for ``exc`` (classified)."""
+    message = str(exc) or type(exc).__name__
+    return {
+        **started_record(item, now),
+        "status": "error",
+        "error": {
+            "error_class": classify(exc).value,
+            "error_type": type(exc).__name__,
+            "message": message[:max_chars],
+        },
+    }
+
+
+def _verified(problem: Problem, c: Candidate) -> Candidate:
+    """Re-evaluate a candidate on the original problem; a solver's claim is never trusted."""
+    try:
+        ev = problem.evaluate(c.assignment)
+    except Exception as exc:  # wrong length, non-binary value: a solver bug
+        raise SolverError(f"solver returned an invalid assignment: {exc}") from exc
+    if ev.feasible != c.feasible or not math.isclose(
+        ev.objective, c.objective, rel_tol=_OBJECTIVE_RTOL, abs_tol=_OBJECTIVE_RTOL
+    ):
+        logger.warning(
+            "solver reported objective %s (feasible %s), recomputed %s (feasible %s)",
+            c.objective,
+            c.feasible,
+            ev.objective,
+            ev.feasible,
+        )
+    return Candidate(c.assignment, ev.objective, ev.feasible, c.frequency)
+
+
+def ok_record(
+    item: Mapping[str, Any],
+    problem: Problem,
+    outcome: Outcome,
+    queue_s: float,
+    now: datetime,
+) -> dict[str, Any]:
+    """The ``ok`` outcome: solution, candidates and quality, verified; queue time filled in."""
+    verified = Outcome(
+        best=_verified(problem, outcome.best),
+        candidates=tuple(_verified(problem, c) for c in outcome.candidates),
+        quality=outcome.quality,
+        provenance=outcome.provenance,
+    )
+    fields = outcome_fields(verified)
+    fields["provenance"]["timings"]["queue_ms"] = queue_s * 1000.0
+    return {**started_record(item, now), "status": "ok", **fields}
+
+
+def budget_for(
+    item: Mapping[str, Any], now: datetime, settings: WorkerSettings
+) -> tuple[Budget, float]:
+    """The solve budget of a work item and its queue time in seconds.
+
+    The time limit is the item's ``time_limit_ms`` capped by what is left until
+    its ``deadline_at``.
+
+    Raises:
+        BudgetExceededError: Less than ``settings.min_time_s`` is left.
+    """
+    queue_s = max(0.0, (now - _utc(item["enqueued_at"])).total_seconds())
+    left_s = (_utc(item["deadline_at"]) - now).total_seconds()
+    limit_s = min(item["time_limit_ms"] / 1000.0, left_s)
+    if limit_s < settings.min_time_s:
+        if left_s < settings.min_time_s:
+            why = f"deadline passed {-left_s:.3f}s ago" if left_s < 0 else "deadline too close"
+        else:
+            why = f"time limit {item['time_limit_ms']} ms is too small"
+        raise BudgetExceededError(
+            f"{why}: {max(limit_s, 0.0) * 1000:.0f} ms left, at least "
+            f"{settings.min_time_s * 1000:.0f} ms needed (queued {queue_s * 1000:.0f} ms)"
+        )
+    shots = int(item["shots"]) if item["shots"] > 0 else settings.default_shots
+    budget = Budget(
+        time_limit_s=limit_s,
+        shots=shots,
+        seed=int(item["seed"]),
+        top_n=max(1, int(item.get("top_n", 5))),
+    )
+    return budget, queue_s
+
+
+def execute(
+    work_item: Mapping[str, Any],
+    solver: Solver | Callable[[Mapping[str, Any]], Solver],
+    now: datetime,
+    *,
+    emit: Emit | None = None,
+    settings: WorkerSettings | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[dict[str, Any]]:
+    """Run one work item and report it.
+
+    Args:
+        work_item: The decoded ``qbridge.WorkItem``.
+        solver: The solver, or a function choosing it for the item (e.g. by
+            ``backend``); a failure to build it is reported as an error outcome.
+        now: When the executor took the item (queue time and deadline are measured
+            from it).
+        emit: Called with each record as soon as it exists (the ``started`` record
+            before the solve begins), in addition to the returned list.
+        settings: Budget rules.
+        clock: Wall clock for ``produced_at`` of the final record.
+
+    Returns:
+        ``[started, ok]``, ``[started, error]``, or ``[error]`` when the work cannot
+        start at all (deadline passed: ``over_budget``).
+    """
+    cfg = settings or WorkerSettings()
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    out: list[dict[str, Any]] = []
+
+    def _emit(record: dict[str, Any]) -> None:
+        out.append(record)
+        if emit is not None:
+            emit(record)
+
+    try:
+        budget, queue_s = budget_for(work_item, now, cfg)
+    except BudgetExceededError as exc:
+        logger.warning("not starting %s: %s", work_item["work_id"], exc)
+        _emit(error_record(work_item, exc, now, cfg.max_error_chars))
+        return out
+
+    _emit(started_record(work_item, now))
+    t0 = time.monotonic()
+    try:
+        problem = problem_from_avro(work_item["problem_type"], work_item["problem"])
+        chosen = solver if isinstance(solver, Solver) else solver(work_item)
+        outcome = chosen.solve(problem, budget)
+        record = ok_record(work_item, problem, outcome, queue_s, clock())
+    except Exception as exc:
+        cls = classify(exc)
+        log = logger.error if cls is ErrorClass.DEFECT else logger.warning
+        log(
+            "%s failed after %.3fs (%s): %s",
+            work_item["work_id"],
+            time.monotonic() - t0,
+            cls.value,
+            exc,
+            exc_info=cls is ErrorClass.DEFECT,
+        )
+        record = error_record(work_item, exc, clock(), cfg.max_error_chars)
+    else:
+        logger.info(
+            "%s solved in %.3fs: objective %s (feasible %s)",
+            work_item["work_id"],
+            time.monotonic() - t0,
+            record["solution"]["objective"],
+            record["solution"]["feasible"],
+        )
+    _emit(record)
+    return out
+
+
+def observe(record: Mapping[str, Any], service: str, backend: str) -> None:
+    """Export the metrics of a final outcome record (solves, stage times, cost, cache)."""
+    status = record["status"]
+    if status == "started":
+        return
+    route = record["route"]
+    if status == "error":
+        SOLVES.labels(route, backend, (record["error"] or {}).get("error_class", "defect")).inc()
+        return
+    SOLVES.labels(route, backend, "ok").inc()
+    prov = record.get("provenance") or {}
+    timings = prov.get("timings") or {}
+    for stage in ("queue", "transpile", "execute", "postprocess"):
+        ms = timings.get(f"{stage}_ms")
+        if ms:
+            STAGE_DURATION.labels(service, stage).observe(ms / 1000.0)
+    cost = prov.get("cost_units") or 0.0
+    if cost > 0:
+        COST_UNITS.labels(route).inc(cost)
+    if prov.get("cache_hit") is not None:
+        TRANSPILE_CACHE.labels("hit" if prov["cache_hit"] else "miss").inc()

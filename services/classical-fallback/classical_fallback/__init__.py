@@ -1,0 +1,1 @@
+"""classical-fallback: solves classical work items with OR-Tools CP-SAT."""

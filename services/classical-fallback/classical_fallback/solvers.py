@@ -1,0 +1,37 @@
+"""Which solver takes a classical work item (no Kafka here)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from qbridge.errors import BackendUnavailableError
+from qbridge.solvers.base import Solver
+from qbridge.solvers.classical import CpSatSettings, CpSatSolver
+
+
+class ClassicalSolvers:
+    """One CP-SAT solver per process, for the backends this executor serves.
+
+    Args:
+        backends: Accepted values of the work item's ``backend`` field.
+        settings: CP-SAT settings.
+    """
+
+    def __init__(self, backends: Iterable[str], settings: CpSatSettings | None = None) -> None:
+        self.backends = frozenset(backends)
+        self.solver: Solver = CpSatSolver(settings)
+
+    def for_item(self, item: Mapping[str, Any]) -> Solver:
+        """The solver of ``item``.
+
+        Raises:
+            BackendUnavailableError: The item asks for a backend this executor lacks.
+        """
+        backend = item.get("backend") or ""
+        if backend not in self.backends:
+            raise BackendUnavailableError(
+                f"classical backend {backend!r} is not served here "
+                f"(available: {', '.join(sorted(self.backends))})"
+            )
+        return self.solver

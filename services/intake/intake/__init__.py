@@ -1,0 +1,1 @@
+"""intake: validates, normalizes and deduplicates problem requests into job envelopes."""

@@ -1,0 +1,1 @@
+"""quantum-executor: runs quantum work items with QAOA on the configured Qiskit backends."""

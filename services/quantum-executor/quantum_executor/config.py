@@ -1,0 +1,110 @@
+"""quantum-executor settings (environment, prefix ``QBRIDGE_``; Kafka under ``KAFKA_``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from qbridge.bus import KafkaSettings
+from qbridge.service import ServiceSettings
+from qbridge.solvers.quantum import QaoaSettings
+from qbridge.solvers.worker import WorkerSettings
+from qbridge.topics import DEAD_LETTERS, QUANTUM_EXECUTOR_GROUP, SOLVER_OUTCOMES, WORK_QUANTUM
+from quantum_executor.solvers import FaultInjection
+
+_QAOA = QaoaSettings()
+
+
+class QuantumSettings(ServiceSettings):
+    """Everything the quantum executor reads from its environment.
+
+    Attributes:
+        consumer_group: Kafka consumer group (``QBRIDGE_CONSUMER_GROUP``).
+        work_topic: Topic of quantum work items (override only for tests/canaries).
+        outcomes_topic: Topic of solver outcomes.
+        dlq_topic: Dead-letter topic (only undecodable work items end there).
+        create_topics: Create missing topics at start (disable where ACLs forbid it).
+        backends: Backend names served (JSON list). A real provider (``ibm_runtime``)
+            is enabled by adding it here with its options: configuration, not code.
+        backend_options: ``make_backend`` options per backend (JSON object), e.g.
+            ``{"fake_noisy": {"device": "FakeKolkataV2"}, "aer_statevector":
+            {"optimization_level": 2}}``.
+        prewarm_backends: Built (and exercised with a tiny solve) before consuming.
+        qaoa_p: QAOA layers.
+        qaoa_maxiter: Optimizer iterations at most.
+        qaoa_optimizer: ``COBYLA``, ``Nelder-Mead``, ``Powell`` or ``none``.
+        qaoa_initial_candidates: Starting angle sets evaluated in one batch.
+        qaoa_eval_shots: Shots per parameter set on shot-based backends.
+        quantum_fail_mode: Failure injection: ``unavailable``, ``transient`` or ``slow``.
+        quantum_fail_on: Which backend calls fail (``estimate``, ``sample``, ``any``).
+        quantum_fail_after: Calls that succeed before failures start.
+        quantum_fail_times: Failures before recovering (unset: forever).
+        quantum_fail_slow_s: Delay per call in ``slow`` mode.
+        quantum_fail_backends: Backends affected (JSON list; empty: all).
+        min_time_ms: Work with less time left is not started (``over_budget``).
+        default_shots: Shots when a work item says 0.
+        kafka: Kafka connection settings (``KAFKA_*``).
+    """
+
+    consumer_group: str = QUANTUM_EXECUTOR_GROUP.name
+    work_topic: str = WORK_QUANTUM.name
+    outcomes_topic: str = SOLVER_OUTCOMES.name
+    dlq_topic: str = DEAD_LETTERS.name
+    create_topics: bool = True
+
+    backends: list[str] = ["aer_statevector", "aer_mps", "fake_noisy", "runtime_local"]
+    backend_options: dict[str, dict[str, Any]] = {}
+    prewarm_backends: list[str] = ["aer_statevector"]
+
+    qaoa_p: int = Field(default=_QAOA.p, ge=1)
+    qaoa_maxiter: int = Field(default=_QAOA.maxiter, ge=0)
+    qaoa_optimizer: str = _QAOA.optimizer
+    qaoa_initial_candidates: int = Field(default=_QAOA.initial_candidates, ge=1)
+    qaoa_eval_shots: int = Field(default=_QAOA.eval_shots, ge=1)
+
+    quantum_fail_mode: Literal["unavailable", "transient", "slow"] | None = None
+    quantum_fail_on: Literal["estimate", "sample", "any"] = "any"
+    quantum_fail_after: int = Field(default=0, ge=0)
+    quantum_fail_times: int | None = Field(default=None, ge=0)
+    quantum_fail_slow_s: float = Field(default=2.0, ge=0)
+    quantum_fail_backends: list[str] = []
+
+    min_time_ms: int = Field(default=50, ge=0)
+    default_shots: int = Field(default=2048, ge=1)
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @field_validator("quantum_fail_mode", "quantum_fail_times", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "off"):
+            return None
+        return value
+
+    def qaoa(self) -> QaoaSettings:
+        """QAOA settings."""
+        return QaoaSettings(
+            p=self.qaoa_p,
+            optimizer=self.qaoa_optimizer,
+            maxiter=self.qaoa_maxiter,
+            initial_candidates=self.qaoa_initial_candidates,
+            eval_shots=self.qaoa_eval_shots,
+        )
+
+    def faults(self) -> FaultInjection:
+        """Failure injection settings."""
+        return FaultInjection(
+            mode=self.quantum_fail_mode,
+            on=self.quantum_fail_on,
+            after=self.quantum_fail_after,
+            times=self.quantum_fail_times,
+            slow_s=self.quantum_fail_slow_s,
+            backends=frozenset(self.quantum_fail_backends),
+        )
+
+    def worker(self) -> WorkerSettings:
+        """Budget rules of the shared worker."""
+        return WorkerSettings(
+            min_time_s=self.min_time_ms / 1000.0, default_shots=self.default_shots
+        )

@@ -1,0 +1,137 @@
+"""Which quantum solver takes a work item: backends and solvers cached per process.
+
+No Kafka here. Building a backend (simulator, fake device, noise model, pass
+manager) is expensive, so each backend and its :class:`QaoaSolver` are built once
+per process and reused; the transpile cache is process-wide too. Nothing is
+per-instance in the sense of the consumer group: any replica can take any item.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from qbridge.errors import BackendUnavailableError, ConfigurationError, QBridgeError
+from qbridge.problems.maxcut import MaxCut
+from qbridge.solvers.base import Budget, Solver
+from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, QuantumBackend, make_backend
+
+logger = logging.getLogger(__name__)
+
+BackendFactory = Callable[..., QuantumBackend]
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Failure injection wired to the backends' ``fail_*`` options (for platform tests).
+
+    Attributes:
+        mode: ``unavailable``, ``transient`` or ``slow``; ``None`` disables injection.
+        on: Which backend calls fail: ``estimate``, ``sample`` or ``any``.
+        after: Calls that succeed before failures start (per backend, per process).
+        times: Failures before the backend recovers; ``None`` = forever.
+        slow_s: Delay per call in ``slow`` mode.
+        backends: Backends affected; empty means all.
+    """
+
+    mode: str | None = None
+    on: str = "any"
+    after: int = 0
+    times: int | None = None
+    slow_s: float = 2.0
+    backends: frozenset[str] = field(default_factory=frozenset)
+
+    def options_for(self, backend: str) -> dict[str, Any]:
+        """The :func:`make_backend` fault options for ``backend`` (empty if unaffected)."""
+        if self.mode is None or (self.backends and backend not in self.backends):
+            return {}
+        return {
+            "fail_with": self.mode,
+            "fail_on": self.on,
+            "fail_after": self.after,
+            "fail_times": self.times,
+            "slow_s": self.slow_s,
+        }
+
+
+class QuantumSolvers:
+    """Builds and caches one :class:`QaoaSolver` per backend name.
+
+    Args:
+        allowed: Backend names this executor serves (others: ``backend_unavailable``).
+        qaoa: QAOA settings shared by every backend.
+        backend_options: Extra :func:`make_backend` options per backend name.
+        faults: Failure injection.
+        backend_factory: Builds a backend (``make_backend``; replaced in tests).
+    """
+
+    def __init__(
+        self,
+        allowed: Iterable[str],
+        qaoa: QaoaSettings | None = None,
+        *,
+        backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+        faults: FaultInjection | None = None,
+        backend_factory: BackendFactory = make_backend,
+    ) -> None:
+        self.allowed = frozenset(allowed)
+        self.qaoa = qaoa or QaoaSettings()
+        self.backend_options = {k: dict(v) for k, v in (backend_options or {}).items()}
+        self.faults = faults or FaultInjection()
+        self._factory = backend_factory
+        self._solvers: dict[str, QaoaSolver] = {}
+        self._lock = threading.Lock()
+
+    def solver(self, backend: str) -> QaoaSolver:
+        """The process-wide solver of ``backend``, built on first use.
+
+        Raises:
+            BackendUnavailableError: Not served here, or it cannot be built (unknown
+                name, bad options, provider unreachable): the orchestrator reroutes.
+        """
+        if backend not in self.allowed:
+            raise BackendUnavailableError(
+                f"quantum backend {backend!r} is not served here "
+                f"(available: {', '.join(sorted(self.allowed))})"
+            )
+        with self._lock:
+            cached = self._solvers.get(backend)
+            if cached is not None:
+                return cached
+            options = {**self.backend_options.get(backend, {}), **self.faults.options_for(backend)}
+            try:
+                built = self._factory(backend, **options)
+            except ConfigurationError as exc:
+                logger.error("cannot build quantum backend %s: %s", backend, exc)
+                raise BackendUnavailableError(
+                    f"quantum backend {backend!r} is misconfigured: {exc.message}"
+                ) from exc
+            if options.get("fail_with"):
+                logger.warning("failure injection on %s: %s", backend, options)
+            solver = QaoaSolver(built, self.qaoa)
+            self._solvers[backend] = solver
+            return solver
+
+    def for_item(self, item: Mapping[str, Any]) -> Solver:
+        """The solver of a work item (by its ``backend`` field)."""
+        return self.solver(str(item.get("backend") or ""))
+
+    def prewarm(self, backends: Iterable[str]) -> None:
+        """Build backends ahead of the first job, and run a tiny solve where it is safe.
+
+        The tiny solve (2-node MaxCut) warms the simulator and the transpiler; it is
+        skipped on backends with failure injection, whose call counters it would use.
+        Failures are logged, never raised: the work item will report them.
+        """
+        for name in backends:
+            try:
+                solver = self.solver(name)
+                solver.backend.pass_manager()
+                if not self.faults.options_for(name):
+                    solver.solve(MaxCut(2, ((0, 1, 1.0),)), Budget(time_limit_s=5.0, shots=64))
+                logger.info("prewarmed quantum backend %s", name)
+            except (QBridgeError, OSError) as exc:
+                logger.warning("prewarming %s failed: %s", name, exc)

@@ -1,0 +1,3 @@
+"""results-sink: stores jobs, attempts, transitions, solutions and costs in PostgreSQL."""
+
+SERVICE_NAME = "results-sink"

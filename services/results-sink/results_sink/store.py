@@ -1,0 +1,427 @@
+"""The results store: PostgreSQL through psycopg 3 and a connection pool, plain SQL.
+
+Every ``record_*`` method runs in ONE transaction and is idempotent: duplicates and
+replays leave exactly one row per entity, and records may arrive in any order
+(an outcome before its envelope): each write first upserts a placeholder ``jobs``
+row, which the envelope fills in when it arrives.
+
+Database failures are translated into the platform's error classes, so the
+consumer knows what to do: an unreachable or restarting database, a deadlock, a
+serialization failure or a missing schema is :class:`StoreUnavailableError`
+(transient: retry, never skip); bad values are :class:`InvalidRecordError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from typing import Any, Literal
+
+import psycopg
+from prometheus_client import Counter
+from psycopg import errors as pg_errors
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from qbridge.errors import ErrorClass, QBridgeError
+from results_sink.mapping import (
+    AttemptRow,
+    InvalidRecordError,
+    JobRow,
+    OutcomeRows,
+    TransitionRow,
+)
+
+logger = logging.getLogger(__name__)
+
+WriteResult = Literal["inserted", "updated", "duplicate"]
+
+ROWS_WRITTEN = Counter(
+    "qbridge_results_sink_rows_total",
+    "Rows written by the results sink, by table and result (inserted, updated, duplicate).",
+    ["table", "result"],
+)
+
+
+class StoreUnavailableError(QBridgeError):
+    """The database cannot take the write right now (down, restarting, deadlock...): retry."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
+def translate(exc: BaseException) -> BaseException:
+    """Map a driver error onto the platform's error classes (others pass through).
+
+    * connection/operational failures (incl. pool timeouts, admin shutdown, deadlocks,
+      serialization failures, statement timeouts) and a missing schema
+      -> :class:`StoreUnavailableError`;
+    * bad values (out of range, invalid text) -> :class:`InvalidRecordError`.
+    """
+    if isinstance(exc, QBridgeError):
+        return exc
+    if isinstance(
+        exc,
+        psycopg.OperationalError
+        | psycopg.InterfaceError
+        | pg_errors.UndefinedTable
+        | pg_errors.UndefinedColumn,
+    ):
+        return StoreUnavailableError(f"database unavailable: {type(exc).__name__}: {exc}".strip())
+    if isinstance(exc, psycopg.DataError):
+        return InvalidRecordError(f"value rejected by the database: {exc}")
+    return exc
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Re-raise driver errors as classified platform errors."""
+    try:
+        yield
+    except Exception as exc:
+        mapped = translate(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
+def make_pool(
+    database_url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 4,
+    timeout_s: float = 5.0,
+    connect_timeout_s: int = 3,
+    statement_timeout_ms: int = 30_000,
+    reconnect_timeout_s: float = 15.0,
+    application_name: str = "qbridge-results-sink",
+) -> ConnectionPool:
+    """A connection pool that opens in the background (a down database is not fatal).
+
+    Connections are checked when taken from the pool, so those broken by a database
+    restart are replaced instead of failing a write. Reconnection attempts back off
+    (1, 2, 4... s) for at most ``reconnect_timeout_s``, then start afresh, so a recovered
+    database is noticed within about half that time even after a long outage.
+    """
+    pool = ConnectionPool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout_s,
+        open=False,
+        check=ConnectionPool.check_connection,
+        name="results-sink",
+        reconnect_timeout=reconnect_timeout_s,
+        kwargs={
+            "connect_timeout": connect_timeout_s,
+            "application_name": application_name,
+            "options": f"-c statement_timeout={statement_timeout_ms}",
+        },
+    )
+    pool.open(wait=False)
+    return pool
+
+
+def _count(table: str, result: WriteResult) -> WriteResult:
+    ROWS_WRITTEN.labels(table, result).inc()
+    return result
+
+
+def _jsonb(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+# --- SQL ------------------------------------------------------------------------------
+
+_PLACEHOLDER = """
+INSERT INTO jobs (job_id, tenant) VALUES (%(job_id)s, %(tenant)s)
+ON CONFLICT (job_id) DO NOTHING
+"""
+
+_JOB_COLUMNS = (
+    "job_id", "tenant", "problem_type", "problem_kind", "schema_version", "input_fingerprint",
+    "idempotency_key", "request_id", "problem", "output_shape", "num_variables", "num_qubits",
+    "seed", "priority", "fallback_policy", "timeout_ms", "deadline_at", "shot_budget",
+    "correlation_id", "tags", "created_at", "accepted_at",
+)  # fmt: skip
+
+_UPSERT_JOB = f"""
+INSERT INTO jobs ({", ".join(_JOB_COLUMNS)}, envelope_received, status, status_at)
+VALUES ({", ".join(f"%({c})s" for c in _JOB_COLUMNS)}, true, 'accepted', %(accepted_at)s)
+ON CONFLICT (job_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _JOB_COLUMNS[1:])},
+    envelope_received = true,
+    status = COALESCE(jobs.status, EXCLUDED.status),
+    status_at = COALESCE(jobs.status_at, EXCLUDED.status_at),
+    updated_at = now()
+WHERE NOT jobs.envelope_received
+RETURNING (xmax = 0) AS inserted
+"""
+
+_INSERT_TRANSITION = """
+INSERT INTO status_transitions
+    (job_id, seq, from_status, to_status, reason, attempt, route, backend, correlation_id, at)
+VALUES (%(job_id)s, %(seq)s, %(from_status)s, %(to_status)s, %(reason)s, %(attempt)s,
+        %(route)s, %(backend)s, %(correlation_id)s, %(at)s)
+ON CONFLICT (job_id, seq) DO NOTHING
+"""
+
+# The job's status follows the highest seq; once final (an outcome or a final
+# transition was stored), only another final transition may change it.
+_APPLY_TRANSITION = """
+UPDATE jobs SET
+    status = %(to_status)s,
+    status_seq = %(seq)s,
+    status_at = %(at)s,
+    route = COALESCE(%(route)s, route),
+    final_at = CASE WHEN %(is_final)s THEN COALESCE(final_at, %(at)s) ELSE final_at END,
+    updated_at = now()
+WHERE job_id = %(job_id)s
+  AND status_seq < %(seq)s
+  AND (final_at IS NULL OR %(is_final)s)
+"""
+
+_INSERT_STARTED = """
+INSERT INTO attempts
+    (work_id, job_id, attempt, route, tenant, status, correlation_id, started_at)
+VALUES (%(work_id)s, %(job_id)s, %(attempt)s, %(route)s, %(tenant)s, 'started',
+        %(correlation_id)s, %(produced_at)s)
+ON CONFLICT (work_id) DO UPDATE SET started_at = EXCLUDED.started_at
+WHERE attempts.started_at IS NULL
+RETURNING (xmax = 0) AS inserted
+"""
+
+_TERMINAL_COLUMNS = (
+    "status", "error_class", "error_type", "error_message", "backend", "solver", "assignment",
+    "objective", "feasible", "quality", "candidates", "provenance", "cost_units", "duration_ms",
+)  # fmt: skip
+
+# A terminal outcome upgrades a 'started' row; the first terminal outcome wins.
+_UPSERT_TERMINAL = f"""
+INSERT INTO attempts
+    (work_id, job_id, attempt, route, tenant, correlation_id, finished_at,
+     {", ".join(_TERMINAL_COLUMNS)})
+VALUES (%(work_id)s, %(job_id)s, %(attempt)s, %(route)s, %(tenant)s, %(correlation_id)s,
+        %(produced_at)s, {", ".join(f"%({c})s" for c in _TERMINAL_COLUMNS)})
+ON CONFLICT (work_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _TERMINAL_COLUMNS)},
+    finished_at = EXCLUDED.finished_at
+WHERE attempts.status = 'started'
+RETURNING (xmax = 0) AS inserted
+"""
+
+_SOLUTION_COLUMNS = (
+    "job_id", "tenant", "status", "reason", "problem_type", "input_fingerprint", "route",
+    "backend", "solver", "assignment", "objective", "feasible", "frequency", "proven_optimal",
+    "bound", "gap", "expected_objective", "confidence", "quantum_classical_gap", "attempts",
+    "provenance", "correlation_id", "completed_at",
+)  # fmt: skip
+
+_INSERT_SOLUTION = f"""
+INSERT INTO solutions ({", ".join(_SOLUTION_COLUMNS)})
+VALUES ({", ".join(f"%({c})s" for c in _SOLUTION_COLUMNS)})
+ON CONFLICT (job_id) DO NOTHING
+"""
+
+_INSERT_CANDIDATE = """
+INSERT INTO candidates (job_id, rank, assignment, objective, feasible, frequency)
+VALUES (%(job_id)s, %(rank)s, %(assignment)s, %(objective)s, %(feasible)s, %(frequency)s)
+ON CONFLICT (job_id, rank) DO NOTHING
+"""
+
+_APPLY_OUTCOME = """
+UPDATE jobs SET
+    status = %(status)s,
+    route = COALESCE(%(route)s, route),
+    final_at = COALESCE(final_at, %(completed_at)s),
+    updated_at = now()
+WHERE job_id = %(job_id)s
+"""
+
+RESULTS_QUERY = """
+SELECT j.job_id, j.tenant, j.problem_type, j.status, COALESCE(s.route, j.route) AS route,
+       s.backend, s.objective, s.feasible, s.attempts,
+       (EXTRACT(EPOCH FROM (s.completed_at - COALESCE(j.accepted_at, j.created_at))) * 1000)
+           AS latency_ms,
+       s.quantum_classical_gap, j.created_at, s.completed_at
+FROM jobs j
+LEFT JOIN solutions s USING (job_id)
+WHERE (%(tenant)s::text IS NULL OR j.tenant = %(tenant)s)
+ORDER BY COALESCE(s.completed_at, j.created_at, j.first_seen_at) DESC, j.job_id
+LIMIT %(limit)s
+"""
+
+
+class ResultsStore:
+    """Domain-facing access to the results database."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        """Use connections from ``pool`` (owned by the caller)."""
+        self.pool = pool
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[psycopg.Cursor[Any]]:
+        with (
+            translated(),
+            self.pool.connection() as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            yield cur
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        with (
+            translated(),
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            yield cur
+
+    # --- health -------------------------------------------------------------------
+
+    def ping(self, timeout_s: float = 2.0) -> None:
+        """Round-trip to the database.
+
+        Raises:
+            StoreUnavailableError: It is unreachable.
+        """
+        with translated(), self.pool.connection(timeout=timeout_s) as conn:
+            conn.execute("SELECT 1")
+
+    # --- writes -------------------------------------------------------------------
+
+    def record_job(self, row: JobRow) -> WriteResult:
+        """Store an accepted envelope (fills a placeholder row if children came first)."""
+        params = asdict(row)
+        params["problem"] = Jsonb(row.problem)
+        params["output_shape"] = Jsonb(row.output_shape)
+        params["tags"] = Jsonb(row.tags)
+        with self._tx() as cur:
+            cur.execute(_UPSERT_JOB, params)
+            got = cur.fetchone()
+        if got is None:
+            return _count("jobs", "duplicate")
+        return _count("jobs", "inserted" if got[0] else "updated")
+
+    def record_transition(self, row: TransitionRow) -> WriteResult:
+        """Store a status transition and move the job's latest status forward."""
+        params = {**asdict(row), "is_final": row.is_final}
+        with self._tx() as cur:
+            cur.execute(_PLACEHOLDER, params)
+            cur.execute(_INSERT_TRANSITION, params)
+            inserted = cur.rowcount == 1
+            cur.execute(_APPLY_TRANSITION, params)
+        return _count("status_transitions", "inserted" if inserted else "duplicate")
+
+    def record_attempt(self, row: AttemptRow) -> WriteResult:
+        """Store a solver outcome: a started attempt, or its ok/error result."""
+        params = asdict(row)
+        params["quality"] = _jsonb(row.quality)
+        params["candidates"] = Jsonb(row.candidates)
+        params["provenance"] = _jsonb(row.provenance)
+        with self._tx() as cur:
+            cur.execute(_PLACEHOLDER, params)
+            cur.execute(_UPSERT_TERMINAL if row.is_terminal else _INSERT_STARTED, params)
+            got = cur.fetchone()
+        if got is None:
+            return _count("attempts", "duplicate")
+        return _count("attempts", "inserted" if got[0] else "updated")
+
+    def record_outcome(self, rows: OutcomeRows) -> WriteResult:
+        """Store a job's final outcome, its candidates, and the job's final status.
+
+        The first final outcome of a job wins; a later, different one is logged and
+        ignored (there is exactly one final outcome per job by contract).
+        """
+        sol = rows.solution
+        params = asdict(sol)
+        params["provenance"] = _jsonb(sol.provenance)
+        with self._tx() as cur:
+            cur.execute(_PLACEHOLDER, params)
+            cur.execute(_INSERT_SOLUTION, params)
+            if cur.rowcount != 1:
+                cur.execute(
+                    "SELECT status, objective, assignment FROM solutions WHERE job_id = %s",
+                    (sol.job_id,),
+                )
+                stored = cur.fetchone()
+                if stored is not None and (
+                    (stored[0], stored[1], stored[2]) != (sol.status, sol.objective, sol.assignment)
+                ):
+                    logger.warning(
+                        "ignoring a second, different final outcome for job %s "
+                        "(stored %s/%s, got %s/%s)",
+                        sol.job_id,
+                        stored[0],
+                        stored[1],
+                        sol.status,
+                        sol.objective,
+                    )
+                return _count("solutions", "duplicate")
+            if rows.candidates:
+                cur.executemany(_INSERT_CANDIDATE, [asdict(c) for c in rows.candidates])
+            cur.execute(_APPLY_OUTCOME, params)
+        ROWS_WRITTEN.labels("candidates", "inserted").inc(len(rows.candidates))
+        return _count("solutions", "inserted")
+
+    # --- reads --------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job row joined with its solution (solution columns prefixed ``solution_``)."""
+        with self._read() as cur:
+            cur.execute(
+                """
+                SELECT j.*, s.status AS solution_status, s.reason AS solution_reason,
+                       s.route AS solution_route, s.backend AS solution_backend,
+                       s.solver AS solution_solver, s.assignment AS solution_assignment,
+                       s.objective AS solution_objective, s.feasible AS solution_feasible,
+                       s.attempts AS solution_attempts, s.provenance AS solution_provenance,
+                       s.completed_at AS solution_completed_at
+                FROM jobs j LEFT JOIN solutions s USING (job_id)
+                WHERE j.job_id = %s
+                """,
+                (job_id,),
+            )
+            return cur.fetchone()
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's attempts, in attempt order."""
+        with self._read() as cur:
+            cur.execute(
+                "SELECT * FROM attempts WHERE job_id = %s ORDER BY attempt, route, work_id",
+                (job_id,),
+            )
+            return cur.fetchall()
+
+    def transitions(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's status transitions, by seq."""
+        with self._read() as cur:
+            cur.execute(
+                "SELECT * FROM status_transitions WHERE job_id = %s ORDER BY seq", (job_id,)
+            )
+            return cur.fetchall()
+
+    def candidates(self, job_id: str) -> list[dict[str, Any]]:
+        """The final outcome's candidates, best first."""
+        with self._read() as cur:
+            cur.execute("SELECT * FROM candidates WHERE job_id = %s ORDER BY rank", (job_id,))
+            return cur.fetchall()
+
+    def results(self, limit: int = 20, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Latest jobs with their final result (newest first)."""
+        with self._read() as cur:
+            cur.execute(RESULTS_QUERY, {"limit": limit, "tenant": tenant})
+            return cur.fetchall()
+
+    def tenant_costs(self, tenants: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Cost units per tenant and route (from finished attempts)."""
+        with self._read() as cur:
+            cur.execute(
+                "SELECT * FROM tenant_costs WHERE (%(t)s::text[] IS NULL OR tenant = ANY(%(t)s)) "
+                "ORDER BY tenant, route",
+                {"t": list(tenants) if tenants is not None else None},
+            )
+            return cur.fetchall()

@@ -1,0 +1,181 @@
+"""Run every qbridge service as a local process against a local stack.
+
+Used by ``make run`` and by the end-to-end tests, which also kill (SIGKILL) and
+restart individual services mid-stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.errors import DevstackError
+
+logger = logging.getLogger(__name__)
+
+#: (service name, python module) in start order: consumers of a topic before its producers.
+SERVICES: tuple[tuple[str, str], ...] = (
+    ("results-sink", "results_sink"),
+    ("orchestrator", "orchestrator"),
+    ("classical-fallback", "classical_fallback"),
+    ("quantum-executor", "quantum_executor"),
+    ("intake", "intake"),
+)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """One service process with its own log file and metrics/health port."""
+
+    name: str
+    module: str
+    env: dict[str, str]
+    log_dir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        """Where the service's stdout/stderr go."""
+        return self.log_dir / f"{self.name}.log"
+
+    def start(self) -> None:
+        """Start the process (returns at once; see :meth:`wait_ready`)."""
+        env = {**os.environ, **self.env, "QBRIDGE_HTTP_PORT": str(self.port)}
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Wait until ``/readyz`` answers 200.
+
+        Raises:
+            DevstackError: The process died or did not become ready (with its log tail).
+        """
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/readyz"
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise DevstackError(
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise DevstackError(f"{self.name} not ready after {timeout:.0f}s:\n{self.tail()}")
+
+    def metrics(self) -> str:
+        """The service's Prometheus exposition text."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if needed; returns the exit code."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None if self.proc is None else self.proc.returncode
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("%s ignored SIGTERM for %.0fs: killing", self.name, timeout)
+            return self.kill()
+
+    def kill(self) -> int:
+        """SIGKILL: no chance to finish or commit anything."""
+        assert self.proc is not None
+        self.proc.kill()
+        return self.proc.wait()
+
+    def tail(self, lines: int = 30) -> str:
+        """Last lines of the log."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+class Pipeline:
+    """All services, started and stopped together."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        database_url: str,
+        log_dir: Path,
+        extra_env: Mapping[str, str] | None = None,
+        per_service_env: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """Describe the pipeline (nothing starts yet).
+
+        Args:
+            bootstrap_servers: Kafka bootstrap servers.
+            database_url: PostgreSQL URL.
+            log_dir: Folder for one log file per service.
+            extra_env: Environment for every service.
+            per_service_env: More environment by service name.
+        """
+        base = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+            "DATABASE_URL": database_url,
+            "QBRIDGE_LOG_FORMAT": "json",
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+        per = per_service_env or {}
+        self.services = {
+            name: ServiceProcess(
+                name,
+                module,
+                {**base, "KAFKA_GROUP_INSTANCE_ID": f"{name}-0", **per.get(name, {})},
+                log_dir,
+            )
+            for name, module in SERVICES
+        }
+
+    def __getitem__(self, name: str) -> ServiceProcess:
+        return self.services[name]
+
+    def start(self, timeout: float = 180.0) -> None:
+        """Start every service and wait until each is ready."""
+        for svc in self.services.values():
+            svc.start()
+        for svc in self.services.values():
+            svc.wait_ready(timeout)
+            logger.info("%s ready (metrics on :%d)", svc.name, svc.port)
+
+    def restart(self, name: str, timeout: float = 120.0) -> None:
+        """Start a stopped or killed service again."""
+        svc = self.services[name]
+        svc.start()
+        svc.wait_ready(timeout)
+
+    def stop(self) -> dict[str, int | None]:
+        """SIGTERM every service (reverse start order); returns exit codes."""
+        return {svc.name: svc.stop() for svc in reversed(list(self.services.values()))}
