@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 
+import psycopg
 from confluent_kafka import Consumer
 
 from devstack.paths import repo_root
@@ -85,6 +86,24 @@ def wait_final(
     return done
 
 
+def wait_stored(dsn: str, correlation_ids: list[str], timeout: float = 30.0) -> int:
+    """Wait until the results-sink has stored the final rows of these jobs; returns the count."""
+    deadline = time.monotonic() + timeout
+    stored = 0
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM jobs j JOIN solutions s USING (job_id)"
+                " WHERE j.correlation_id = ANY(%s)",
+                (correlation_ids,),
+            ).fetchone()
+        stored = int(row[0]) if row else 0
+        if stored >= len(correlation_ids):
+            break
+        time.sleep(0.2)
+    return stored
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``make run``."""
     parser = argparse.ArgumentParser(prog="python -m devstack.run")
@@ -116,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             print("==> publishing the sample workload", flush=True)
             expected = publish_samples(producer, args.tenant)
             done = wait_final(kafka, codec, expected, args.timeout)
+            wait_stored(stack.dsn, list(done))
             print("==> results (from PostgreSQL)", flush=True)
             subprocess.run(
                 [sys.executable, "-m", "results_sink", "results", "--database-url", stack.dsn],
