@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from classical_fallback.app import ClassicalApp
 from classical_fallback.solvers import ClassicalSolvers
 from qbridge.bus import Record
 from qbridge.bus import headers as h
@@ -24,6 +23,7 @@ from qbridge.errors import (
     TransientSolverError,
 )
 from qbridge.problems.base import Problem
+from qbridge.service.executor import ExecutorApp
 from qbridge.solvers.base import (
     Budget,
     Candidate,
@@ -338,7 +338,8 @@ class _FakeProducer:
 
 def test_classical_app_emits_outcomes_keyed_by_job_id(codec: AvroCodec) -> None:
     producer = _FakeProducer()
-    app = ClassicalApp(
+    app = ExecutorApp(
+        "classical-fallback",
         None,  # type: ignore[arg-type]  # the consumer is not used by handle()
         producer,  # type: ignore[arg-type]
         SOLVER_OUTCOMES,
@@ -370,7 +371,8 @@ def test_unencodable_result_is_reported_as_a_defect() -> None:
             super().send(topic, value, key, headers)
 
     producer = Picky()
-    app = ClassicalApp(
+    app = ExecutorApp(
+        "classical-fallback",
         None,  # type: ignore[arg-type]
         producer,  # type: ignore[arg-type]
         SOLVER_OUTCOMES,

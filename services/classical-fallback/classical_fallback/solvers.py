@@ -22,6 +22,9 @@ class ClassicalSolvers:
         self.backends = frozenset(backends)
         self.solver: Solver = CpSatSolver(settings)
 
+    def prewarm(self, backends: Iterable[str]) -> None:
+        """Nothing to build ahead: CP-SAT models are made per problem."""
+
     def for_item(self, item: Mapping[str, Any]) -> Solver:
         """The solver of ``item``.
 
