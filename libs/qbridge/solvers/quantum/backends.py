@@ -380,7 +380,8 @@ def make_backend(name: str, **options: Any) -> QuantumBackend:
             * ``ibm_runtime``: a real IBM device through ``QiskitRuntimeService``
               (saved account or ``service_options``); options ``backend_name``
               (required), ``service_options``, ``twirling``.
-        **options: Common to all: ``optimization_level`` (1), ``seed_transpiler`` (7),
+        **options: Aer-based backends also take ``threads`` (1; 0 = all cores).
+            Common to all: ``optimization_level`` (1), ``seed_transpiler`` (7),
             and the failure-injection options of :func:`qbridge.solvers.quantum.faults.wrap`
             (``fail_with``, ``fail_on``, ``fail_after``, ``fail_times``, ``slow_s``).
 

@@ -23,11 +23,12 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
 import numpy as np
+from qiskit.quantum_info import SparsePauliOp
 from scipy.optimize import minimize
 
 from qbridge.errors import BudgetExceededError, ConfigurationError, NotEligibleError
@@ -124,6 +125,8 @@ class _Loop:
     eval_shots: int
     optimizer_shots: int
     maxiter: int = 0
+    final_cost_factor: float = 1.0
+    """Final sampling time in units of one single-set evaluation (estimate)."""
     best_value: float = float("inf")
     best_angles: FloatArray | None = None
     calls: int = 0
@@ -132,16 +135,19 @@ class _Loop:
     exact_sets: int = 0
     iterations: int = 0
     single_eval_s: float = 0.0
+    observable: SparsePauliOp = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.observable = self.model.observable()
 
     def evaluate(self, angles: FloatArray) -> FloatArray:
         """Evaluate ``(k, 2p)`` angle sets in one backend call; track the best."""
         k = angles.shape[0]
         shots = 0 if self.backend.exact_expectation else self.eval_shots
         seed = (self.seed * 1_000_003 + 7919 * self.calls) % (2**31 - 1)
-        observable = self.model.observable()
         values = self.backend.estimate(
             self.prepared,
-            observable,
+            self.observable,
             expand_angles(self.model, angles, self.p),
             shots=shots,
             seed=seed,
@@ -162,7 +168,7 @@ class _Loop:
             raise _Stop("maxiter")
         now = time.perf_counter()
         # One more evaluation plus the final sampling must still fit.
-        if now + 2.0 * self.single_eval_s > self.deadline:
+        if now + (1.0 + self.final_cost_factor) * self.single_eval_s > self.deadline:
             raise _Stop("time_limit")
         if not self.backend.exact_expectation and (
             self.shots_used + self.eval_shots > self.optimizer_shots
@@ -272,6 +278,9 @@ class QaoaSolver(Solver):
             eval_shots=settings.eval_shots,
             optimizer_shots=optimizer_shots,
             maxiter=settings.maxiter,
+            final_cost_factor=1.0
+            if self.backend.exact_expectation
+            else max(1.0, final_shots / settings.eval_shots),
         )
         starts = initial_candidates(settings.p, model.field_norm(), n_start)
         if model.num_terms == 0:
