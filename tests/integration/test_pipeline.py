@@ -39,7 +39,11 @@ def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
         stack.dsn,
         ARTIFACTS / f"pipeline-{time.strftime('%H%M%S')}",
         per_service_env={
-            "orchestrator": {"QBRIDGE_DEGRADE_QUANTUM_LAG": "4", "QBRIDGE_LAG_POLL_MS": "300"}
+            "orchestrator": {
+                "QBRIDGE_DEGRADE_QUANTUM_LAG": "4",
+                "QBRIDGE_LAG_POLL_MS": "300",
+                "QBRIDGE_TENANT_SHOT_QUOTA": '{"capped": 1000}',
+            }
         },
     )
     p.start()
@@ -346,3 +350,13 @@ def test_kill_9_orchestrator_and_executor_mid_stream(
         c.close()
     assert set(seen) == job_ids
     assert all(len(variants) == 1 for variants in seen.values()), seen
+
+
+def test_tenant_over_its_shot_quota_is_answered_classically(
+    pipeline: Pipeline, producer: BusProducer, database_url: str
+) -> None:
+    rng = __import__("random").Random(7)
+    corr = submit(producer, regular_maxcut(8, rng), tenant="capped", shot_budget=2048)
+    rows = wait_final(pipeline, database_url, [corr])
+    assert (rows[corr]["status"], rows[corr]["route"]) == ("degraded", "classical")
+    assert "shot quota" in rows[corr]["reason"]

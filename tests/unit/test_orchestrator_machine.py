@@ -300,6 +300,13 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
         ),
         (
             FACTS,
+            RoutingContext("aer_statevector", 24, cost_left=0.0),
+            Mode.CLASSICAL,
+            True,
+            "cost quota",
+        ),
+        (
+            FACTS,
             RoutingContext("aer_statevector", 24, shots_left=10),
             Mode.CLASSICAL,
             True,

@@ -260,8 +260,13 @@ class OrchestratorApp:
     def _decider(self, envelope: Mapping[str, Any]) -> Callable[[JobState], Decision]:
         def _decide(st: JobState) -> Decision:
             backend = self.s.tenant_backends.get(st.tenant, self.s.default_backend)
-            quota = self.s.tenant_shot_quota.get(st.tenant)
-            shots_left = None if quota is None else quota - self.store.shots_used(st.tenant)
+            shot_quota = self.s.tenant_shot_quota.get(st.tenant)
+            cost_quota = self.s.tenant_cost_quota.get(st.tenant)
+            shots_used, cost_used = (
+                self.store.usage(st.tenant)
+                if shot_quota is not None or cost_quota is not None
+                else (0, 0.0)
+            )
             q_lag = self.lag.get(topics.QUANTUM_EXECUTOR_GROUP.name, 0)
             c_lag = self.lag.get(topics.CLASSICAL_FALLBACK_GROUP.name, 0)
             ctx = RoutingContext(
@@ -270,7 +275,8 @@ class OrchestratorApp:
                 backend_available=self.breaker.available(backend, time.monotonic()),
                 quantum_lag=q_lag,
                 total_lag=q_lag + c_lag,
-                shots_left=shots_left,
+                shots_left=None if shot_quota is None else shot_quota - shots_used,
+                cost_left=None if cost_quota is None else cost_quota - cost_used,
                 degrade_quantum_lag=self.s.degrade_quantum_lag,
                 pause_low_priority_lag=self.s.pause_low_priority_lag,
                 low_priority_below=self.s.low_priority_below,

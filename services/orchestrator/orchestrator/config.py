@@ -29,6 +29,8 @@ class OrchestratorSettings(ServiceSettings):
     """Tenants promoted to another backend (e.g. a real provider): configuration, not code."""
     tenant_shot_quota: dict[str, int] = {}
     """Total shots a tenant may use on quantum routes; missing = unlimited."""
+    tenant_cost_quota: dict[str, float] = {}
+    """Total quantum cost units a tenant may use; missing = unlimited."""
     default_shots: int = 2048
     quantum_time_share: float = 0.6
     """Share of a job's timeout given to the quantum attempt before falling back."""

@@ -37,6 +37,7 @@ class RoutingContext:
         quantum_lag: Lag of the quantum executors' consumer group.
         total_lag: Lag of all executors.
         shots_left: Tenant's remaining shot quota (None = unlimited).
+        cost_left: Tenant's remaining cost-unit quota (None = unlimited).
         degrade_quantum_lag: Threshold above which quantum work degrades.
         pause_low_priority_lag: Threshold above which low-priority admission pauses.
         low_priority_below: Priorities below this are low.
@@ -48,6 +49,7 @@ class RoutingContext:
     quantum_lag: int = 0
     total_lag: int = 0
     shots_left: int | None = None
+    cost_left: float | None = None
     degrade_quantum_lag: int = 20
     pause_low_priority_lag: int = 200
     low_priority_below: int = 3
@@ -110,6 +112,13 @@ def decide(job: JobFacts, ctx: RoutingContext) -> Decision:
             None,
             degraded=True,
             reason=f"tenant shot quota exhausted ({ctx.shots_left} left, {job.shots} needed)",
+        )
+    if ctx.cost_left is not None and ctx.cost_left <= 0:
+        return Decision(
+            Mode.CLASSICAL,
+            None,
+            degraded=True,
+            reason=f"tenant cost quota exhausted ({ctx.cost_left:.2f} units left)",
         )
     if ctx.quantum_lag > ctx.degrade_quantum_lag:
         return Decision(

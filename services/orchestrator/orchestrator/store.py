@@ -250,13 +250,13 @@ class Store:
             (tenant, shots, cost_units),
         )
 
-    def shots_used(self, tenant: str) -> int:
-        """Shots a tenant has used so far."""
+    def usage(self, tenant: str) -> tuple[int, float]:
+        """Shots and cost units a tenant has used on quantum routes so far."""
         with self.transaction() as conn:
             row = conn.execute(
-                "SELECT shots FROM orch_tenant_usage WHERE tenant = %s", (tenant,)
+                "SELECT shots, cost_units FROM orch_tenant_usage WHERE tenant = %s", (tenant,)
             ).fetchone()
-        return 0 if row is None else int(row[0])
+        return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
 
 
 def to_json_safe(value: Any) -> Any:
