@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PYTEST_ARGS ?=
 ONCE ?=
 
-.PHONY: help setup venv stack-fetch schemas lint test test-unit test-integration run bench clean
+.PHONY: help setup venv stack-fetch schemas proto proto-check lint test test-unit test-integration run bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,7 +35,16 @@ setup: venv stack-fetch ## Everything `run` and `test` need
 schemas: venv ## Register changed Avro schemas in schemas/registry.json
 	$(PY) -m qbridge.contracts register
 
-lint: venv ## ruff, ruff format --check, mypy, schema registry check
+proto: venv ## Generate the gRPC stubs (schemas/proto -> libs/qbridge/contracts/gen)
+	$(PY) schemas/proto/generate.py --out libs/qbridge/contracts/gen
+
+proto-check: venv ## Fail if the committed gRPC stubs differ from freshly generated ones
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(PY) schemas/proto/generate.py --out "$$tmp" >/dev/null && \
+	  diff -r -x __pycache__ "$$tmp" libs/qbridge/contracts/gen \
+	  || { echo "error: gRPC stubs are stale: run 'make proto'"; exit 1; }
+
+lint: venv proto-check ## ruff, ruff format --check, mypy, schema registry check, stubs up to date
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -54,6 +63,8 @@ run: setup ## Start Kafka, PostgreSQL and every service, run a sample workload, 
 bench: setup ## Benchmarks (numbers, not assertions); results in bench/results/
 	$(PY) bench/bench_classical.py
 	$(PY) bench/bench_quantum.py
+	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_gateway.py
 
 clean: ## Remove caches (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/results tests/artifacts

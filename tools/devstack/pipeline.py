@@ -29,6 +29,7 @@ SERVICES: tuple[tuple[str, str], ...] = (
     ("classical-fallback", "classical_fallback"),
     ("quantum-executor", "quantum_executor"),
     ("intake", "intake"),
+    ("gateway", "gateway"),
 )
 
 
@@ -149,6 +150,8 @@ class Pipeline:
             **(extra_env or {}),
         }
         per = per_service_env or {}
+        # A free gRPC port per pipeline, so pipelines never clash on 50051.
+        per = {**per, "gateway": {"QBRIDGE_GRPC_PORT": str(free_port()), **per.get("gateway", {})}}
         self.services = {
             name: ServiceProcess(
                 name,

@@ -124,12 +124,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         kafka = KafkaSettings(bootstrap_servers=stack.bootstrap_servers)
         ensure_topics(kafka)
-        pipeline = Pipeline(stack.bootstrap_servers, stack.dsn, log_dir)
+        pipeline = Pipeline(
+            stack.bootstrap_servers,
+            stack.dsn,
+            log_dir,
+            per_service_env={
+                "gateway": {
+                    "QBRIDGE_GRPC_PORT": "50051",
+                    "QBRIDGE_API_KEYS": '{"demo-key": "demo"}',
+                }
+            },
+        )
         print(f"==> starting services (logs in {log_dir})", flush=True)
         try:
             pipeline.start()
             for svc in pipeline.services.values():
                 print(f"    {svc.name:<20} metrics http://127.0.0.1:{svc.port}/metrics")
+            sink = pipeline["results-sink"].port
+            print(f"    dashboard            http://127.0.0.1:{sink}/dashboard")
+            print(
+                "    gateway (gRPC)       127.0.0.1:50051 — try: QBRIDGE_API_KEY=demo-key"
+                " .venv/bin/python -m qbridge.cli solve examples/maxcut.json --deadline-ms 2000"
+            )
             codec = AvroCodec(default_registry())
             producer = BusProducer(kafka, codec, client_id="make-run")
             print("==> publishing the sample workload", flush=True)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
+from typing import Any
 
-from qbridge.service.http import HttpEndpoint
+from qbridge.service.http import HttpEndpoint, StartResponse
 from qbridge.service.logs import configure_logging
 from qbridge.service.settings import ServiceSettings
 
@@ -38,25 +40,40 @@ class ServiceRuntime:
         stop: Callable[[], None],
         ready: Callable[[], tuple[bool, str]] = lambda: (True, ""),
         on_exit: Callable[[], None] | None = None,
+        extra: Mapping[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]]
+        | None = None,
     ) -> int:
         """Run ``run`` in the foreground until it returns or a signal arrives.
 
         On SIGTERM/SIGINT ``stop`` is called; ``run`` is expected to finish the
         work in hand (or hand it back uncommitted) and return. ``on_exit`` closes
-        clients afterwards.
+        clients afterwards. ``extra`` mounts more WSGI apps on the HTTP endpoint by
+        exact path (e.g. the results sink's dashboard).
 
         Returns:
             The process exit code.
         """
-        http = HttpEndpoint(self.settings.http_host, self.settings.http_port, ready)
+        http = HttpEndpoint(
+            self.settings.http_host, self.settings.http_port, ready, extra=dict(extra or {})
+        )
         http.start()
 
         def _on_signal(signum: int, _frame: FrameType | None) -> None:
             if self.stopping.is_set():
                 logger.warning("second signal: exiting now")
                 raise SystemExit(1)
-            logger.info("%s received: finishing in-flight work", signal.Signals(signum).name)
+            grace = self.settings.shutdown_grace_s
+            logger.info(
+                "%s received: finishing in-flight work (at most %.0fs)",
+                signal.Signals(signum).name,
+                grace,
+            )
             self.stopping.set()
+            # Past the grace period the process exits without committing: the message in
+            # hand is redelivered to another instance (at-least-once), never lost.
+            timer = threading.Timer(grace, _hard_exit, args=(self.name, grace))
+            timer.daemon = True
+            timer.start()
             stop()
 
         signal.signal(signal.SIGTERM, _on_signal)
@@ -77,3 +94,9 @@ class ServiceRuntime:
             http.stop()
             logger.info("%s stopped", self.name)
         return code
+
+
+def _hard_exit(name: str, grace: float) -> None:
+    logger.error("%s did not stop within %.0fs: exiting without committing", name, grace)
+    logging.shutdown()
+    os._exit(1)

@@ -63,7 +63,8 @@ SOLVES = Counter(
 )
 QUANTUM_CLASSICAL_GAP = Histogram(
     "qbridge_quantum_classical_gap_ratio",
-    "Race mode: relative objective gap of the quantum answer to the classical one.",
+    "Race mode: relative objective gap of the quantum answer to the classical one"
+    " (positive: quantum worse; negative: quantum better).",
     ["problem_type"],
-    buckets=(0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
+    buckets=(-0.5, -0.1, -0.02, -0.001, 0.001, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0),
 )

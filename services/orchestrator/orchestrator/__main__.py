@@ -20,7 +20,8 @@ def main() -> int:
     kafka = KafkaSettings()
     runtime = ServiceRuntime("orchestrator", settings)
     codec = AvroCodec(default_registry())
-    ensure_topics(kafka)
+    if settings.create_topics:
+        ensure_topics(kafka)
     store = Store(settings.database_url)
     store.open()
     producer = BusProducer(kafka, codec, client_id="orchestrator")

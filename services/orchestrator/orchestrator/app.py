@@ -248,7 +248,6 @@ class OrchestratorApp:
             timings=Timings(execute_s=elapsed),
         )
         logger.warning("job %s: no executor answered; using the built-in heuristic", st.job_id)
-        m.FALLBACKS.labels("rescue").inc()
         return {
             "solution": solution_to_avro(best),
             "candidates": [solution_to_avro(best)],
@@ -288,10 +287,7 @@ class OrchestratorApp:
                 num_qubits=envelope.get("num_qubits"),
                 shots=st.shots or self.s.default_shots,
             )
-            decision = decide(facts, ctx)
-            if decision.degraded:
-                m.FALLBACKS.labels(_reason_label(decision.reason)).inc()
-            return decision
+            return decide(facts, ctx)
 
         return _decide
 
@@ -382,7 +378,11 @@ class OrchestratorApp:
             elif isinstance(e, EmitFinal):
                 m.JOBS_FINAL.labels(e.status, e.route or "none", st.problem_type).inc()
                 if e.gap is not None:
-                    m.QUANTUM_CLASSICAL_GAP.labels(st.problem_type).observe(max(0.0, e.gap))
+                    m.QUANTUM_CLASSICAL_GAP.labels(st.problem_type).observe(e.gap)
+                if e.status == "degraded":
+                    # Counted when the job ends degraded, whatever caused it (routing,
+                    # a quantum failure or timeout, or the in-process rescue).
+                    m.FALLBACKS.labels(_reason_label(e.reason)).inc()
                 logger.info("job %s %s via %s: %s", st.job_id, e.status, e.route, e.reason)
         self._send(rows)
 
@@ -397,7 +397,19 @@ class OrchestratorApp:
 
 def _reason_label(reason: str) -> str:
     """A bounded label value for a degradation reason."""
-    for key in ("lag", "circuit", "quota", "qubits", "admission"):
+    for key in (
+        "no executor",
+        "lag",
+        "circuit",
+        "quota",
+        "qubits",
+        "admission",
+        "unavailable",
+        "did not answer",
+        "infeasible",
+        "over_budget",
+        "transient",
+    ):
         if key in reason:
-            return key
+            return key.replace(" ", "_").replace("did_not_answer", "timeout")
     return "other"

@@ -18,6 +18,8 @@ class OrchestratorSettings(ServiceSettings):
     database_url: str = Field(
         default="postgresql://postgres@127.0.0.1:5432/qbridge", validation_alias="DATABASE_URL"
     )
+    create_topics: bool = True
+    """Create missing topics at start (disable where ACLs forbid it)."""
     default_backend: str = "aer_statevector"
     backend_max_qubits: dict[str, int] = {
         "aer_statevector": 24,

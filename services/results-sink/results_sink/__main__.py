@@ -6,6 +6,7 @@ import sys
 
 from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, ensure_topics
 from qbridge.contracts import AvroCodec, default_registry
+from qbridge.dashboard import DashboardApp, KafkaLag
 from qbridge.service import ServiceRuntime
 from qbridge.topics import JOB_OUTCOMES, JOB_STATUS, JOBS_ACCEPTED, SOLVER_OUTCOMES
 from results_sink import SERVICE_NAME
@@ -50,12 +51,21 @@ def serve(settings: ResultsSinkSettings) -> int:
         migrate=(lambda: migrate(settings.database_url)) if settings.migrate_on_start else None,
     )
 
+    # The web dashboard (/dashboard, /api/summary) on the same HTTP port as /metrics;
+    # the lag of every consumer group is also exported as qbridge_consumer_lag_messages.
+    lag = KafkaLag(settings.kafka)
+    lag.start()
+    dashboard = DashboardApp(pool.connection, lag=lag)
+
     def on_exit() -> None:
         consumer.close()
         producer.close()
+        lag.close()
         pool.close()
 
-    return runtime.serve(app.run, stop=app.stop, ready=app.ready, on_exit=on_exit)
+    return runtime.serve(
+        app.run, stop=app.stop, ready=app.ready, on_exit=on_exit, extra=dashboard.routes()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

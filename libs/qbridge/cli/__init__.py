@@ -1,0 +1,1 @@
+"""``qbridge``: the command-line client of the gRPC gateway (``python -m qbridge.cli``)."""

@@ -1,0 +1,1 @@
+"""gateway: the gRPC front door (deadline-bounded Solve, async jobs, health, auth)."""

@@ -1,0 +1,199 @@
+"""Admission control: what the gateway refuses with RESOURCE_EXHAUSTED, and executor lag.
+
+* Solve calls in flight, overall and per tenant, are bounded (each holds a thread and
+  a hedge);
+* executor lag (committed offsets vs high watermarks of the executors' consumer
+  groups, read from Kafka like the orchestrator does) above a threshold refuses
+  low-priority work, and far above it refuses every Submit: the pipeline would only
+  queue it. A normal-priority Solve is still taken under lag: the orchestrator degrades
+  it to classical and the gateway's own answer bounds its latency.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import Counter, Gauge
+
+from qbridge.bus import KafkaSettings, LagReader
+from qbridge.errors import BusError, ErrorClass, QBridgeError
+from qbridge.service.metrics import CONSUMER_LAG
+from qbridge.topics import CLASSICAL_FALLBACK_GROUP, QUANTUM_EXECUTOR_GROUP, ConsumerGroup
+
+logger = logging.getLogger(__name__)
+
+REJECTIONS = Counter(
+    "qbridge_gateway_rejections_total",
+    "Calls answered RESOURCE_EXHAUSTED, by reason.",
+    ["reason"],
+)
+INFLIGHT = Gauge("qbridge_gateway_inflight_solves", "Solve calls in flight.")
+
+EXECUTOR_GROUPS: tuple[ConsumerGroup, ...] = (QUANTUM_EXECUTOR_GROUP, CLASSICAL_FALLBACK_GROUP)
+
+
+class OverloadedError(QBridgeError):
+    """The gateway will not take this work now (RESOURCE_EXHAUSTED).
+
+    Attributes:
+        retry_after_ms: Suggested wait before retrying.
+    """
+
+    error_class = ErrorClass.TRANSIENT
+
+    def __init__(self, message: str, retry_after_ms: int = 500) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
+
+
+class LagMonitor:
+    """Reads the executors' consumer-group lag in the background."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings | None,
+        groups: Sequence[ConsumerGroup] = EXECUTOR_GROUPS,
+        poll_s: float = 1.0,
+    ) -> None:
+        """Describe the monitor (:meth:`start` begins reading; None settings = never)."""
+        self.settings = settings
+        self.groups = tuple(groups)
+        self.poll_s = poll_s
+        self.by_group: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._readers: dict[str, LagReader] = {}
+
+    def start(self) -> None:
+        """Read once now, then every ``poll_s`` seconds in a thread."""
+        if self.settings is None:
+            return
+        self._readers = {g.name: LagReader(self.settings, g.name) for g in self.groups}
+        self.refresh()
+        self._thread = threading.Thread(target=self._run, name="lag-monitor", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Read every group's lag now (a failed read forgets that group's value)."""
+        for group in self.groups:
+            reader = self._readers.get(group.name)
+            if reader is None:
+                continue
+            try:
+                parts = reader.read(group.topics, timeout=5)
+            except BusError as exc:
+                logger.warning("lag of %s unavailable: %s", group.name, exc)
+                self.by_group.pop(group.name, None)
+                continue
+            self.by_group[group.name] = sum(p.lag for p in parts)
+            for topic in group.topics:
+                CONSUMER_LAG.labels(group.name, topic).set(
+                    sum(p.lag for p in parts if p.topic == topic)
+                )
+
+    def total(self) -> int | None:
+        """Sum over the executor groups, or None while unknown."""
+        if not self.by_group:
+            return None
+        return sum(self.by_group.values())
+
+    def stop(self) -> None:
+        """Stop reading and release the clients."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+
+class Admission:
+    """Decides whether a call is taken."""
+
+    def __init__(
+        self,
+        *,
+        max_inflight: int,
+        tenant_max_inflight: int,
+        low_priority_below: int,
+        reject_low_priority_lag: int,
+        reject_submit_lag: int,
+        lag: Callable[[], int | None] = lambda: None,
+    ) -> None:
+        """Create the admission policy (see the gateway settings for the knobs)."""
+        self.max_inflight = max_inflight
+        self.tenant_max_inflight = tenant_max_inflight
+        self.low_priority_below = low_priority_below
+        self.reject_low_priority_lag = reject_low_priority_lag
+        self.reject_submit_lag = reject_submit_lag
+        self.lag = lag
+        self._lock = threading.Lock()
+        self._inflight = 0
+        self._by_tenant: dict[str, int] = {}
+
+    @property
+    def inflight(self) -> int:
+        """Solve calls in flight."""
+        return self._inflight
+
+    def _check_lag(self, priority: int, *, submit: bool) -> None:
+        lag = self.lag()
+        if lag is None:
+            return
+        if priority < self.low_priority_below and lag > self.reject_low_priority_lag:
+            REJECTIONS.labels("lag_low_priority").inc()
+            raise OverloadedError(
+                f"executor lag {lag} > {self.reject_low_priority_lag}: low-priority work "
+                f"(priority {priority} < {self.low_priority_below}) is not taken now",
+                retry_after_ms=2000,
+            )
+        if submit and lag > self.reject_submit_lag:
+            REJECTIONS.labels("lag").inc()
+            raise OverloadedError(
+                f"executor lag {lag} > {self.reject_submit_lag}: no new jobs taken now",
+                retry_after_ms=5000,
+            )
+
+    def check_submit(self, priority: int) -> None:
+        """Raise :class:`OverloadedError` if a Submit of ``priority`` is refused."""
+        self._check_lag(priority, submit=True)
+
+    @contextlib.contextmanager
+    def solve_slot(self, tenant: str, priority: int) -> Iterator[None]:
+        """Hold one in-flight Solve slot (raises :class:`OverloadedError` if none is free)."""
+        self._check_lag(priority, submit=False)
+        with self._lock:
+            if self._inflight >= self.max_inflight:
+                REJECTIONS.labels("inflight").inc()
+                raise OverloadedError(
+                    f"{self._inflight} Solve calls in flight (limit {self.max_inflight})",
+                    retry_after_ms=100,
+                )
+            mine = self._by_tenant.get(tenant, 0)
+            if self.tenant_max_inflight and mine >= self.tenant_max_inflight:
+                REJECTIONS.labels("tenant_inflight").inc()
+                raise OverloadedError(
+                    f"tenant has {mine} Solve calls in flight (limit {self.tenant_max_inflight})",
+                    retry_after_ms=100,
+                )
+            self._inflight += 1
+            self._by_tenant[tenant] = mine + 1
+            INFLIGHT.set(self._inflight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._inflight -= 1
+                left = self._by_tenant.get(tenant, 1) - 1
+                if left:
+                    self._by_tenant[tenant] = left
+                else:
+                    self._by_tenant.pop(tenant, None)
+                INFLIGHT.set(self._inflight)

@@ -1,0 +1,153 @@
+"""Gateway settings (environment, prefix ``QBRIDGE_``; Kafka under ``KAFKA_``; ``DATABASE_URL``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from qbridge.bus import KafkaSettings
+from qbridge.problems.limits import Limits
+from qbridge.service import ServiceSettings
+
+_LIMITS = Limits()
+
+
+class GatewaySettings(ServiceSettings):
+    """Everything the gateway reads from its environment.
+
+    Attributes:
+        grpc_host: Bind address of the gRPC server.
+        grpc_port: gRPC port (0 picks a free one).
+        grpc_workers: Threads serving calls (each Solve and each WatchJob holds one).
+        max_concurrent_rpcs: gRPC answers RESOURCE_EXHAUSTED above this many calls; keep it
+            at most ``grpc_workers`` so excess calls are refused at once instead of queueing
+            (a queued Solve would lose its deadline). The default leaves room for
+            ``max_inflight_solves`` + ``max_watchers`` + short calls.
+        api_keys: API key -> tenant (``QBRIDGE_API_KEYS='{"key1": "tenantA"}'``).
+        tls_cert: PEM certificate chain file; with ``tls_key`` the server speaks TLS only.
+        tls_key: PEM private key file.
+        tls_client_ca: PEM CA bundle; when set, clients must present a certificate (mTLS).
+        premium_backends: Quantum backends only premium tenants may ask for.
+        premium_tenants: Tenants allowed on premium backends.
+        known_backends: Backends a request may name (others are INVALID_ARGUMENT).
+        database_url: The results database (read only: jobs, transitions, solutions).
+        db_pool_max: Connections to it at most.
+        db_timeout_s: Wait for a pooled connection before answering UNAVAILABLE.
+        create_topics: Create missing topics at start.
+        default_deadline_ms: Solve deadline when neither the request nor the call has one.
+        max_deadline_ms: Longest Solve deadline accepted.
+        default_timeout_ms: Submit's job timeout when the request has none.
+        min_job_timeout_ms: Shortest job timeout published (intake's lower bound).
+        pipeline_reserve_share: Share of a Solve deadline kept between the job's own
+            deadline and the caller's, for the final outcome to travel back.
+        pipeline_reserve_min_ms: Lower bound of that reserve.
+        pipeline_reserve_max_ms: Upper bound of that reserve.
+        answer_reserve_ms: Solve stops waiting this long before the deadline (at most
+            20% of it) to send the answer in time.
+        local_workers: Workers computing the gateway's own classical answers.
+        local_mode: ``process`` (worker processes: solver CPU never holds the gateway's
+            GIL) or ``thread``.
+        local_queue_limit: Pending local solves at most; beyond, only the instant
+            heuristic answer is computed.
+        local_max_budget_ms: Longest CP-SAT run of the gateway's own answer.
+        heuristic_budget_ms: Time of the local heuristics before CP-SAT (at most 20% of
+            the time left).
+        max_inflight_solves: Solve calls in flight at most (RESOURCE_EXHAUSTED beyond).
+        tenant_max_inflight: Solve calls in flight per tenant at most (0 = no limit).
+        max_watchers: Concurrent WatchJob streams at most.
+        low_priority_below: Priorities below this are low.
+        reject_low_priority_lag: Executor lag (messages) above which low-priority Solve
+            and Submit calls are answered RESOURCE_EXHAUSTED.
+        reject_submit_lag: Executor lag above which every Submit is RESOURCE_EXHAUSTED.
+        lag_poll_ms: How often executor lag is read from Kafka.
+        watch_unknown_timeout_s: A watched job that never reaches the store ends the
+            stream with DEADLINE_EXCEEDED after this long without any event.
+        recent_jobs: Jobs whose live events are kept in memory (fan-out and gap filling).
+        limits: Size limits (intake's defaults).
+        kafka: Kafka connection settings (``KAFKA_*``).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore", populate_by_name=True)
+
+    grpc_host: str = "0.0.0.0"
+    grpc_port: int = Field(default=50051, ge=0, le=65535)
+    grpc_workers: int = Field(default=160, ge=4)
+    max_concurrent_rpcs: int = Field(default=160, ge=1)
+
+    api_keys: dict[str, str] = Field(default_factory=dict, repr=False)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    premium_backends: list[str] = ["ibm_runtime"]
+    premium_tenants: list[str] = []
+    known_backends: list[str] = [
+        "aer_statevector",
+        "aer_mps",
+        "fake_noisy",
+        "runtime_local",
+        "ibm_runtime",
+    ]
+
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/qbridge",
+        validation_alias=AliasChoices("DATABASE_URL", "QBRIDGE_DATABASE_URL", "database_url"),
+        repr=False,
+    )
+    db_pool_max: int = Field(default=8, ge=2)
+    db_timeout_s: float = Field(default=2.0, gt=0)
+    create_topics: bool = True
+
+    default_deadline_ms: int = Field(default=10_000, ge=1)
+    max_deadline_ms: int = Field(default=600_000, ge=1)
+    default_timeout_ms: int = Field(default=30_000, ge=1)
+    min_job_timeout_ms: int = Field(default=100, ge=1)
+    pipeline_reserve_share: float = Field(default=0.1, ge=0, lt=1)
+    pipeline_reserve_min_ms: int = Field(default=50, ge=0)
+    pipeline_reserve_max_ms: int = Field(default=1000, ge=0)
+    answer_reserve_ms: int = Field(default=40, ge=0)
+
+    local_workers: int = Field(default=2, ge=1)
+    local_mode: Literal["process", "thread"] = "process"
+    local_queue_limit: int = Field(default=32, ge=0)
+    local_max_budget_ms: int = Field(default=5_000, ge=0)
+    heuristic_budget_ms: int = Field(default=50, ge=1)
+
+    max_inflight_solves: int = Field(default=64, ge=1)
+    tenant_max_inflight: int = Field(default=32, ge=0)
+    max_watchers: int = Field(default=64, ge=1)
+    low_priority_below: int = Field(default=3, ge=0, le=10)
+    reject_low_priority_lag: int = 200
+    reject_submit_lag: int = 5_000
+    lag_poll_ms: int = Field(default=1000, ge=50)
+    watch_unknown_timeout_s: float = Field(default=60.0, gt=0)
+    recent_jobs: int = Field(default=10_000, ge=100)
+
+    max_variables: int | None = _LIMITS.max_variables
+    max_edges: int | None = _LIMITS.max_edges
+    max_qubits: int | None = _LIMITS.max_qubits
+    max_jobshop_operations: int | None = _LIMITS.max_jobshop_operations
+    max_jobshop_horizon: int | None = _LIMITS.max_jobshop_horizon
+    max_knapsack_capacity: int | None = _LIMITS.max_knapsack_capacity
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("QBRIDGE_TLS_CERT and QBRIDGE_TLS_KEY must be set together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("QBRIDGE_TLS_CLIENT_CA needs QBRIDGE_TLS_CERT and QBRIDGE_TLS_KEY")
+        return self
+
+    def limits(self) -> Limits:
+        """The problem size limits (keep them equal to intake's)."""
+        return Limits(
+            max_variables=self.max_variables,
+            max_edges=self.max_edges,
+            max_qubits=self.max_qubits,
+            max_jobshop_operations=self.max_jobshop_operations,
+            max_jobshop_horizon=self.max_jobshop_horizon,
+            max_knapsack_capacity=self.max_knapsack_capacity,
+        )

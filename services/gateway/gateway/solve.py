@@ -1,0 +1,384 @@
+"""``Solve``: the best valid answer within the caller's deadline, always.
+
+For every call the gateway, at once and in parallel:
+
+1. publishes the job to the pipeline with the caller's deadline (minus a reserve for
+   the answer to travel back) as its timeout, and follows its events;
+2. computes an instant greedy answer, then queues heuristics and CP-SAT with the time
+   left on the local solver pool (see :mod:`gateway.local`).
+
+It answers as soon as the pipeline's final outcome arrives with a feasible solution
+(quantum or classical, labelled as the pipeline labelled it), otherwise just before
+the deadline with the better of its own answers, labelled ``ANSWER_SOURCE_GATEWAY``,
+route classical, with the reason the pipeline's answer was not used. A caller who has
+gone stops the wait and its queued local work; the pipeline job keeps its own
+deadline (it is recorded, and GetJob shows its outcome later).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from prometheus_client import Counter, Histogram
+
+from gateway.admission import Admission
+from gateway.convert import STATUS_TO_PB, result_pb, usable
+from gateway.errors import CallerGoneError, NoAnswerError
+from gateway.events import EventHub, JobMemory
+from gateway.jobs import JobFactory, JobPublisher, PreparedJob
+from gateway.local import LocalSolverPool, LocalTask, better, instant_outcome
+from gateway.store import JobReader
+from qbridge.contracts.convert import outcome_fields
+from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
+from qbridge.errors import InvalidProblemError
+from qbridge.solvers.base import Outcome
+
+logger = logging.getLogger(__name__)
+
+SOLVE_LATENCY = Histogram(
+    "qbridge_gateway_solve_latency_seconds",
+    "Solve latency from receipt to answer, by answer source.",
+    ["source"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 600),
+)
+SOLVE_DEADLINE_SHARE = Histogram(
+    "qbridge_gateway_solve_deadline_share_ratio",
+    "Solve latency as a share of the call's deadline (> 1 means late).",
+    buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0, 1.05, 1.1, 1.5, 2.0),
+)
+SOLVE_ANSWERS = Counter(
+    "qbridge_gateway_solve_answers_total",
+    "Solve answers by source (pipeline, gateway) and route (quantum, classical).",
+    ["source", "route"],
+)
+
+
+class CallContext(Protocol):
+    """What Solve needs from the gRPC call."""
+
+    def is_active(self) -> bool:
+        """Whether the caller is still waiting."""
+        ...
+
+    def time_remaining(self) -> float | None:
+        """Seconds until the call's gRPC deadline, None without one."""
+        ...
+
+    def send_job_id(self, job_id: str) -> None:
+        """Tell the caller the job id before the answer (initial metadata)."""
+        ...
+
+
+@dataclass(frozen=True)
+class DeadlinePolicy:
+    """How a Solve deadline is split.
+
+    Attributes:
+        default_ms: Deadline when the call states none.
+        max_ms: Longest accepted deadline.
+        answer_reserve_ms: Stop waiting this long before the deadline (at most 20% of it).
+        pipeline_reserve_share: Share of the deadline between the job's deadline and the
+            caller's (the final outcome travels back in it).
+        pipeline_reserve_min_ms: Lower bound of that reserve.
+        pipeline_reserve_max_ms: Upper bound of that reserve.
+        min_job_timeout_ms: Shortest job timeout intake accepts.
+    """
+
+    default_ms: int = 10_000
+    max_ms: int = 600_000
+    answer_reserve_ms: int = 40
+    pipeline_reserve_share: float = 0.1
+    pipeline_reserve_min_ms: int = 50
+    pipeline_reserve_max_ms: int = 1000
+    min_job_timeout_ms: int = 100
+
+
+@dataclass(frozen=True)
+class SolvePlan:
+    """The time plan of one Solve call.
+
+    Attributes:
+        deadline_ms: Effective deadline (from receipt).
+        answer_in_s: When to stop waiting and answer (from receipt).
+        job_timeout_ms: The pipeline job's timeout.
+    """
+
+    deadline_ms: int
+    answer_in_s: float
+    job_timeout_ms: int
+
+
+def plan(requested_ms: int, grpc_remaining_s: float | None, policy: DeadlinePolicy) -> SolvePlan:
+    """Split the effective deadline (the smaller of the request's and the call's).
+
+    Raises:
+        InvalidProblemError: A negative or too long requested deadline (``deadline_ms``).
+        NoAnswerError: The call's deadline has already passed.
+    """
+    if requested_ms < 0:
+        raise InvalidProblemError(f"must be >= 0, got {requested_ms}", field="deadline_ms")
+    if requested_ms > policy.max_ms:
+        raise InvalidProblemError(
+            f"must be at most {policy.max_ms} ms, got {requested_ms}", field="deadline_ms"
+        )
+    candidates: list[float] = []
+    if requested_ms > 0:
+        candidates.append(float(requested_ms))
+    if grpc_remaining_s is not None:
+        candidates.append(grpc_remaining_s * 1000.0)
+    deadline = min(candidates) if candidates else float(policy.default_ms)
+    deadline = min(deadline, float(policy.max_ms))
+    if deadline < 1:
+        raise NoAnswerError("the call's deadline has passed")
+    reserve = min(float(policy.answer_reserve_ms), 0.2 * deadline)
+    pipe_reserve = min(
+        max(deadline * policy.pipeline_reserve_share, policy.pipeline_reserve_min_ms),
+        policy.pipeline_reserve_max_ms,
+    )
+    return SolvePlan(
+        deadline_ms=int(deadline),
+        answer_in_s=(deadline - reserve) / 1000.0,
+        job_timeout_ms=max(policy.min_job_timeout_ms, int(deadline - pipe_reserve)),
+    )
+
+
+def local_outcome_record(
+    job: PreparedJob, outcome: Outcome, reason: str, now: datetime
+) -> dict[str, Any]:
+    """The gateway's own answer in ``qbridge.JobOutcome`` shape."""
+    return {
+        "job_id": job.job_id,
+        "tenant": job.tenant,
+        "status": "degraded" if job.quantum_wanted else "succeeded",
+        "reason": reason,
+        "problem_type": job.problem_type,
+        "input_fingerprint": job.fingerprint,
+        "route": "classical",
+        **outcome_fields(outcome),
+        "attempts": 0,
+        "quantum_classical_gap": None,
+        "correlation_id": job.correlation_id,
+        "completed_at": now,
+    }
+
+
+def why_not_pipeline(
+    outcome: Mapping[str, Any] | None,
+    rejection: Mapping[str, Any] | None,
+    last: Mapping[str, Any] | None,
+    deadline_ms: int,
+) -> str:
+    """Why the pipeline's answer was not used, in words a caller can act on."""
+    if rejection is not None:
+        return f"intake rejected the job: {rejection.get('reason') or 'no reason given'}"
+    if outcome is not None:
+        sol = outcome.get("solution")
+        detail = "an infeasible answer" if sol else "no answer"
+        return f"pipeline job {outcome.get('status')} with {detail}: {outcome.get('reason') or ''}"
+    if last is None:
+        return f"pipeline had not accepted the job within the {deadline_ms} ms deadline"
+    where = ""
+    if last.get("route"):
+        where = f" on {last['route']}" + (f" ({last['backend']})" if last.get("backend") else "")
+    return (
+        f"pipeline had no answer within the {deadline_ms} ms deadline "
+        f"(job {last.get('to_status')}{where})"
+    )
+
+
+class SolveCoordinator:
+    """Runs Solve calls."""
+
+    def __init__(
+        self,
+        jobs: JobFactory,
+        publisher: JobPublisher,
+        hub: EventHub,
+        pool: LocalSolverPool,
+        admission: Admission,
+        policy: DeadlinePolicy,
+        reader: JobReader | None = None,
+    ) -> None:
+        """Wire the parts a Solve call uses."""
+        self.jobs = jobs
+        self.publisher = publisher
+        self.hub = hub
+        self.pool = pool
+        self.admission = admission
+        self.policy = policy
+        self.reader = reader
+        self._lookups = futures.ThreadPoolExecutor(2, thread_name_prefix="solve-lookup")
+
+    def solve(self, tenant: str, request: pb.SolveRequest, call: CallContext) -> pb.SolveResponse:
+        """Answer one Solve call (see the module docstring).
+
+        Raises:
+            InvalidProblemError: Invalid request (INVALID_ARGUMENT).
+            PermissionDeniedError: Premium backend not allowed (PERMISSION_DENIED).
+            OverloadedError: Not taken now (RESOURCE_EXHAUSTED).
+            CallerGoneError: The caller went away (CANCELLED).
+            NoAnswerError: Not even an infeasible answer in time (DEADLINE_EXCEEDED).
+        """
+        received = time.monotonic()
+        p = plan(request.deadline_ms, call.time_remaining(), self.policy)
+        answer_at = received + p.answer_in_s
+        job = self.jobs.prepare(
+            tenant,
+            request.problem,
+            request.options,
+            timeout_ms=p.job_timeout_ms,
+            call="solve",
+            per_call_key=True,
+            timeout_field="deadline_ms",
+        )
+        marks = {"prepared": time.monotonic()}
+        with self.admission.solve_slot(tenant, job.priority):
+            call.send_job_id(job.job_id)
+            sub, past = self.hub.subscribe(job.job_id)
+            task: LocalTask | None = None
+            try:
+                outcome = past.outcome
+                if outcome is None and request.options.idempotency_key:
+                    lookup_s = min(0.5, 0.25 * p.deadline_ms / 1000)
+                    outcome = self._stored_outcome(job.job_id, lookup_s)
+                if usable(outcome):
+                    assert outcome is not None
+                    return self._answer(
+                        job, p, received, marks, "pipeline", outcome, outcome["status"]
+                    )
+                if outcome is None:
+                    self.hub.remember_submitted(job.job_id, tenant)
+                    self.publisher.publish(job)
+                marks["published"] = time.monotonic()
+                instant = instant_outcome(job.problem, job.seed)
+                marks["instant"] = time.monotonic()
+                task = self.pool.submit(job.problem, job.seed, answer_at)
+                last = _last_transition(past)
+                rejection = past.rejection
+                marks["waiting"] = time.monotonic()
+                while outcome is None and rejection is None:
+                    left = answer_at - time.monotonic()
+                    if left <= 0:
+                        break
+                    if not call.is_active():
+                        raise CallerGoneError("the caller went away")
+                    if (
+                        task is not None
+                        and not job.quantum_wanted
+                        and task.outcome is not None
+                        and task.outcome.quality.proven_optimal
+                    ):
+                        break  # classical wanted and already proven optimal: no need to wait
+                    event = sub.get(min(left, 0.05))
+                    if event is None:
+                        continue
+                    if event.kind == "transition":
+                        if last is None or int(event.value["seq"]) > int(last["seq"]):
+                            last = event.value
+                    elif event.kind == "outcome":
+                        outcome = event.value
+                    elif event.kind == "rejected":
+                        rejection = event.value
+                marks["waited"] = time.monotonic()
+                if not call.is_active():
+                    raise CallerGoneError("the caller went away")
+                if usable(outcome):
+                    assert outcome is not None
+                    return self._answer(
+                        job, p, received, marks, "pipeline", outcome, outcome["status"]
+                    )
+                local = better(job.problem, instant, task.best() if task is not None else None)
+                job_status = (
+                    "rejected"
+                    if rejection is not None
+                    else (outcome or {}).get("status")
+                    or (last or {}).get("to_status")
+                    or "submitted"
+                )
+                if local is not None and (local.best.feasible or outcome is None):
+                    reason = (
+                        f"gateway classical answer ({local.provenance.solver}): "
+                        + why_not_pipeline(outcome, rejection, last, p.deadline_ms)
+                    )
+                    record = local_outcome_record(job, local, reason, datetime.now(UTC))
+                    return self._answer(
+                        job, p, received, marks, "gateway", record, job_status or "submitted"
+                    )
+                if outcome is not None:
+                    return self._answer(
+                        job, p, received, marks, "pipeline", outcome, job_status or "submitted"
+                    )
+                raise NoAnswerError(
+                    f"no answer found within the {p.deadline_ms} ms deadline: "
+                    + why_not_pipeline(outcome, rejection, last, p.deadline_ms)
+                )
+            finally:
+                self.hub.unsubscribe(sub)
+                if task is not None:
+                    task.cancel()
+
+    def _stored_outcome(self, job_id: str, timeout_s: float) -> dict[str, Any] | None:
+        """A final outcome already stored for a repeated idempotency key.
+
+        The store is an optimization here: a slow or unreachable database costs at most
+        ``timeout_s`` of the caller's deadline and never fails the call.
+        """
+        if self.reader is None:
+            return None
+        reader = self.reader
+        lookup = self._lookups.submit(reader.job, job_id)
+        try:
+            stored = lookup.result(timeout=timeout_s)
+        except Exception as exc:
+            logger.warning("stored outcome of a repeated key not available: %r", exc)
+            return None
+        return stored.outcome if stored is not None else None
+
+    def _answer(
+        self,
+        job: PreparedJob,
+        p: SolvePlan,
+        received: float,
+        marks: dict[str, float],
+        source: str,
+        outcome: Mapping[str, Any],
+        job_status: str,
+    ) -> pb.SolveResponse:
+        elapsed = time.monotonic() - received
+        result = result_pb(outcome)
+        route = str(outcome.get("route") or "none")
+        SOLVE_ANSWERS.labels(source, route).inc()
+        SOLVE_LATENCY.labels(source).observe(elapsed)
+        SOLVE_DEADLINE_SHARE.observe(elapsed * 1000.0 / max(1, p.deadline_ms))
+        phases = " ".join(f"{k}={(v - received) * 1000:.0f}" for k, v in marks.items())
+        logger.info(
+            "solve %s answered by %s via %s in %.0f ms (deadline %d ms; ms since receipt: %s): %s",
+            job.job_id,
+            source,
+            route,
+            elapsed * 1000,
+            p.deadline_ms,
+            phases,
+            outcome.get("reason") or "",
+        )
+        return pb.SolveResponse(
+            job_id=job.job_id,
+            source=pb.ANSWER_SOURCE_PIPELINE if source == "pipeline" else pb.ANSWER_SOURCE_GATEWAY,
+            result=result,
+            job_status=STATUS_TO_PB.get(job_status, pb.JOB_STATUS_UNSPECIFIED),
+            elapsed_ms=elapsed * 1000.0,
+            deadline_ms=p.deadline_ms,
+            problem_type=job.problem_type,
+        )
+
+
+def _last_transition(mem: JobMemory) -> dict[str, Any] | None:
+    if not mem.transitions:
+        return None
+    return mem.transitions[max(mem.transitions)]

@@ -1,0 +1,236 @@
+"""Read-only access to the results database (tables owned by results-sink).
+
+GetJob, ListJobs and the history part of WatchJob read here. Database errors are
+translated by results-sink's :func:`~results_sink.store.translated` into
+:class:`~results_sink.store.StoreUnavailableError` (the gateway answers UNAVAILABLE).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from results_sink.store import make_pool, translated
+
+_JOB = """
+SELECT j.job_id, j.tenant, j.problem_type, j.status, j.route, j.idempotency_key,
+       j.correlation_id, j.input_fingerprint, j.priority, j.fallback_policy, j.timeout_ms,
+       j.num_variables, j.num_qubits, j.tags, j.created_at, j.accepted_at, j.deadline_at,
+       j.final_at, j.envelope_received, j.status_seq,
+       s.job_id IS NOT NULL AS has_outcome, s.status AS o_status, s.reason AS o_reason,
+       s.route AS o_route, s.assignment AS o_assignment, s.objective AS o_objective,
+       s.feasible AS o_feasible, s.frequency AS o_frequency, s.proven_optimal, s.bound,
+       s.gap, s.expected_objective, s.confidence, s.quantum_classical_gap,
+       s.attempts AS o_attempts, s.provenance AS o_provenance, s.completed_at AS o_completed_at
+FROM jobs j LEFT JOIN solutions s USING (job_id)
+WHERE j.job_id = %s
+"""
+
+_CANDIDATES = """
+SELECT assignment, objective, feasible, frequency FROM candidates
+WHERE job_id = %s ORDER BY rank
+"""
+
+_TRANSITIONS = """
+SELECT job_id, seq, from_status, to_status, reason, attempt, route, backend,
+       correlation_id, at
+FROM status_transitions WHERE job_id = %s AND seq > %s ORDER BY seq
+"""
+
+_ATTEMPTS = """
+SELECT work_id, attempt, route, backend, solver, status, error_class, error_message,
+       objective, feasible, duration_ms, cost_units, started_at, finished_at
+FROM attempts WHERE job_id = %s ORDER BY attempt, route, work_id
+"""
+
+_LIST = """
+SELECT j.job_id, j.problem_type, j.status, COALESCE(s.route, j.route) AS route,
+       s.reason, s.objective, s.feasible, j.correlation_id, j.final_at,
+       COALESCE(j.created_at, j.first_seen_at) AS sort_at
+FROM jobs j LEFT JOIN solutions s USING (job_id)
+WHERE j.tenant = %(tenant)s
+  AND (%(statuses)s::text[] IS NULL OR j.status = ANY(%(statuses)s))
+  AND (%(problem_type)s::text IS NULL OR j.problem_type = %(problem_type)s)
+  AND (%(after_at)s::timestamptz IS NULL
+       OR (COALESCE(j.created_at, j.first_seen_at), j.job_id) < (%(after_at)s, %(after_id)s))
+ORDER BY sort_at DESC, j.job_id DESC
+LIMIT %(limit)s
+"""
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    """A job as stored: its row, its final outcome (JobOutcome-shaped) if any."""
+
+    row: dict[str, Any]
+    outcome: dict[str, Any] | None
+
+    @property
+    def tenant(self) -> str | None:
+        """Owner (None for a placeholder row not yet filled by the envelope)."""
+        value = self.row.get("tenant")
+        return str(value) if value is not None else None
+
+
+class JobReader:
+    """Queries the results tables (read only)."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        """Use connections of ``pool`` (owned by the caller)."""
+        self.pool = pool
+
+    @classmethod
+    def connect(cls, database_url: str, *, max_size: int = 8, timeout_s: float = 2.0) -> JobReader:
+        """A reader with its own pool (opens in the background: a down database is not fatal)."""
+        pool = make_pool(
+            database_url,
+            min_size=1,
+            max_size=max_size,
+            timeout_s=timeout_s,
+            statement_timeout_ms=10_000,
+            application_name="qbridge-gateway",
+        )
+        return cls(pool)
+
+    def close(self) -> None:
+        """Close the pool."""
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
+        with (
+            translated(),
+            self.pool.connection() as conn,
+            conn.cursor(row_factory=dict_row) as cur,
+        ):
+            yield cur
+
+    def ping(self) -> None:
+        """Round-trip (raises StoreUnavailableError)."""
+        with self._cursor() as cur:
+            cur.execute("SELECT 1")
+
+    def job(self, job_id: str) -> StoredJob | None:
+        """The job and its final outcome, or None if the store has never heard of it."""
+        with self._cursor() as cur:
+            cur.execute(_JOB, (job_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            outcome = None
+            if row["has_outcome"]:
+                cur.execute(_CANDIDATES, (job_id,))
+                outcome = _outcome(row, cur.fetchall())
+        return StoredJob(row, outcome)
+
+    def transitions(self, job_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
+        """The job's stored transitions with ``seq > after_seq``, in order."""
+        with self._cursor() as cur:
+            cur.execute(_TRANSITIONS, (job_id, after_seq))
+            return cur.fetchall()
+
+    def attempts(self, job_id: str) -> list[dict[str, Any]]:
+        """The job's attempts."""
+        with self._cursor() as cur:
+            cur.execute(_ATTEMPTS, (job_id,))
+            return cur.fetchall()
+
+    def list_jobs(
+        self,
+        tenant: str,
+        *,
+        limit: int,
+        page_token: str = "",
+        statuses: Sequence[str] = (),
+        problem_type: str = "",
+    ) -> tuple[list[dict[str, Any]], str]:
+        """A page of the tenant's jobs, newest first, and the token of the next page.
+
+        Raises:
+            ValueError: A malformed page token.
+        """
+        after_at, after_id = decode_page_token(page_token) if page_token else (None, None)
+        params = {
+            "tenant": tenant,
+            "statuses": list(statuses) or None,
+            "problem_type": problem_type or None,
+            "after_at": after_at,
+            "after_id": after_id,
+            "limit": limit + 1,
+        }
+        with self._cursor() as cur:
+            cur.execute(_LIST, params)
+            rows = cur.fetchall()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        token = encode_page_token(rows[-1]["sort_at"], rows[-1]["job_id"]) if more else ""
+        return rows, token
+
+
+def encode_page_token(at: datetime, job_id: str) -> str:
+    """An opaque token for keyset pagination."""
+    raw = json.dumps([at.isoformat(), job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> tuple[datetime, str]:
+    """Inverse of :func:`encode_page_token`.
+
+    Raises:
+        ValueError: Not a token of ours.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        at, job_id = json.loads(raw)
+        return datetime.fromisoformat(at), str(job_id)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid page token: {exc}") from exc
+
+
+def _outcome(row: dict[str, Any], candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """The stored final outcome in ``qbridge.JobOutcome`` shape."""
+    solution = None
+    if row["o_assignment"] is not None:
+        solution = {
+            "assignment": list(row["o_assignment"]),
+            "objective": row["o_objective"],
+            "feasible": bool(row["o_feasible"]),
+            "frequency": row["o_frequency"],
+        }
+    return {
+        "job_id": row["job_id"],
+        "tenant": row["tenant"],
+        "status": row["o_status"],
+        "reason": row["o_reason"] or "",
+        "route": row["o_route"],
+        "solution": solution,
+        "candidates": [
+            {
+                "assignment": list(c["assignment"]),
+                "objective": c["objective"],
+                "feasible": c["feasible"],
+                "frequency": c["frequency"],
+            }
+            for c in candidates
+        ],
+        "quality": {
+            "proven_optimal": bool(row["proven_optimal"]),
+            "bound": row["bound"],
+            "gap": row["gap"],
+            "expected_objective": row["expected_objective"],
+            "confidence": row["confidence"],
+        },
+        "provenance": row["o_provenance"],
+        "attempts": row["o_attempts"],
+        "quantum_classical_gap": row["quantum_classical_gap"],
+        "completed_at": row["o_completed_at"],
+    }

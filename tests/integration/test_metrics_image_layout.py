@@ -1,0 +1,223 @@
+"""Each service started the way its image starts it, as far as this machine allows.
+
+There is no Docker engine here, so the images are not built. Instead each Dockerfile
+is read and its result imitated: only the files its ``COPY`` lines copy, at the same
+relative places; its ``ENV`` (``PYTHONPATH``, ``HOME=/tmp``, ports) with ``/app`` mapped
+to that folder; its ``CMD``; run as uid/gid 10001 with the application folder mounted
+read-only (a private mount namespace) and Python's ``-S`` so the dev venv's path file
+cannot supply a module the image would lack. Each service must become ready against the
+real Kafka and PostgreSQL, pass its own ``HEALTHCHECK`` command, serve ``/metrics`` that
+``promtool check metrics`` accepts, and exit 0 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.pipeline import free_port
+from ops.tooling import ensure
+from qbridge.bus import KafkaSettings, ensure_topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+SERVICES = ("intake", "orchestrator", "quantum-executor", "classical-fallback", "results-sink",
+            "gateway")  # fmt: skip
+UID = 10001
+
+
+@dataclass
+class Image:
+    """What a Dockerfile says about the image it builds."""
+
+    copies: list[tuple[str, str]]
+    env: dict[str, str]
+    cmd: list[str]
+    healthcheck: list[str]
+    user: str
+    workdir: str
+
+
+def read_dockerfile(path: Path) -> Image:
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    copies, env, cmd, health, user, workdir = [], {}, [], [], "", "/"
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        word = word.upper()
+        if word == "COPY":
+            src, dst = rest.split()
+            copies.append((src, dst))
+        elif word == "ENV":
+            env.update(item.split("=", 1) for item in rest.split())
+        elif word == "CMD":
+            cmd = json.loads(rest)
+        elif word == "HEALTHCHECK":
+            health = json.loads(rest.split(" CMD ", 1)[1])
+        elif word == "USER":
+            user = rest
+        elif word == "WORKDIR":
+            workdir = rest
+    return Image(copies, env, cmd, health, user, workdir)
+
+
+def assemble(image: Image, app: Path) -> None:
+    """Copy what the Dockerfile copies into ``app`` (standing in for WORKDIR)."""
+    for src, dst in image.copies:
+        source = ROOT / src
+        target = app / dst
+        if source.is_dir():
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / source.name if dst.endswith("/") else target)
+
+
+#: A system-wide Python 3.11 (like the image's /usr/local/bin/python): the dev venv's
+#: interpreter may live where uid 10001 cannot reach it (e.g. under /root). The venv's
+#: site-packages (cp311 wheels) go on PYTHONPATH; ``-S`` keeps its .pth files out.
+SYSTEM_PYTHON = shutil.which("python3.11", path="/usr/local/bin:/usr/bin")
+SANDBOX = os.geteuid() == 0 and SYSTEM_PYTHON is not None
+
+
+def _python_argv(argv: list[str]) -> list[str]:
+    assert argv[0] == "python", argv
+    return [SYSTEM_PYTHON if SANDBOX and SYSTEM_PYTHON else sys.executable, "-S", *argv[1:]]
+
+
+def _sandboxed(app: Path, argv: list[str]) -> list[str]:
+    """Run ``argv`` as uid 10001 with ``app`` read-only (as root; else just as is)."""
+    if not SANDBOX:
+        return argv
+    script = (
+        f'mount --bind "{app}" "{app}" && mount -o remount,bind,ro "{app}" && '
+        f'exec setpriv --reuid={UID} --regid={UID} --clear-groups "$@"'
+    )
+    return ["unshare", "-m", "sh", "-c", script, "sh", *argv]
+
+
+class Started:
+    def __init__(self, name: str, image: Image, app: Path, env: dict[str, str], log: Path):
+        self.name, self.image, self.app, self.env, self.log = name, image, app, env, log
+        with log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                _sandboxed(app, _python_argv(image.cmd)),
+                cwd=app,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    @property
+    def port(self) -> int:
+        return int(self.env["QBRIDGE_HTTP_PORT"])
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"{self.name} exited:\n{self.tail()}"
+            try:
+                if self.get("/readyz")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"{self.name} not ready in {timeout}s:\n{self.tail()}")
+
+    def tail(self) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
+
+
+@pytest.fixture(scope="module")
+def started(stack: Any, kafka_settings: KafkaSettings) -> Iterator[dict[str, Started]]:
+    ensure_topics(kafka_settings)
+    # World-readable like image layers (pytest's own tmp dirs are private to root).
+    base = Path(tempfile.mkdtemp(prefix="qbridge-image-layout-"))
+    base.chmod(0o755)
+    site = sysconfig.get_paths()["purelib"]
+    logs = ARTIFACTS / f"image-layout-{time.strftime('%H%M%S')}"
+    logs.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Started] = {}
+    for name in SERVICES:
+        image = read_dockerfile(ROOT / "services" / name / "Dockerfile")
+        assert image.user == f"{UID}:{UID}" and image.workdir == "/app"
+        (base / name).mkdir(mode=0o755)
+        app = base / name / "app"
+        app.mkdir(mode=0o755)
+        assemble(image, app)
+        env = {k: v.replace("/app", str(app)) for k, v in image.env.items()}
+        env["PYTHONPATH"] = f"{env['PYTHONPATH']}:{site}"
+        env.update(
+            PATH="/usr/bin:/bin",
+            KAFKA_BOOTSTRAP_SERVERS=stack.bootstrap_servers,
+            DATABASE_URL=stack.dsn,
+            QBRIDGE_HTTP_PORT=str(free_port()),
+            QBRIDGE_GRPC_PORT=str(free_port()),
+            QBRIDGE_CREATE_TOPICS="false",
+            QBRIDGE_API_KEYS=json.dumps({"k": "t"}),
+            QBRIDGE_LOG_FORMAT="json",
+        )
+        out[name] = Started(name, image, app, env, logs / f"{name}.log")
+    try:
+        for s in out.values():
+            s.wait_ready(150)
+        yield out
+    finally:
+        for s in out.values():
+            if s.proc.poll() is None:
+                s.proc.kill()
+                s.proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_service_runs_from_its_image_layout(started: dict[str, Started], name: str) -> None:
+    s = started[name]
+    assert s.image.cmd[:2] == ["python", "-m"]
+    # The image's own HEALTHCHECK command, in the same sandbox.
+    hc = subprocess.run(
+        _sandboxed(s.app, _python_argv(s.image.healthcheck)),
+        cwd=s.app,
+        env=s.env,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert hc.returncode == 0, hc.stderr
+    status, text = s.get("/metrics")
+    assert status == 200
+    promtool = ensure("promtool")["promtool"]
+    check = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert check.returncode == 0 and not check.stdout.strip(), check.stdout + check.stderr
+    # Nothing under the application folder was written (read-only in the image).
+    assert not list(s.app.rglob("__pycache__")), "the service wrote bytecode into /app"
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(60) == 0, s.tail()
