@@ -6,6 +6,10 @@ from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qbridge.problems.limits import Limits
+
+_LIMITS = Limits()
+
 
 class ServiceSettings(BaseSettings):
     """Common service settings.
@@ -25,3 +29,38 @@ class ServiceSettings(BaseSettings):
     http_host: str = "0.0.0.0"
     http_port: int = 0
     shutdown_grace_s: float = 25.0
+
+
+class ProblemLimitsSettings(BaseSettings):
+    """Problem size limits (``QBRIDGE_MAX_VARIABLES``...), defined once.
+
+    Every service that validates problems (intake, the gateway) must apply the same limits.
+
+    Attributes:
+        max_variables: See :class:`qbridge.problems.limits.Limits` for each limit.
+        max_edges: MaxCut edges.
+        max_qubits: Qubits after encoding.
+        max_jobshop_operations: Job-shop operations.
+        max_jobshop_horizon: Job-shop sum of durations.
+        max_knapsack_capacity: Knapsack capacity.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore")
+
+    max_variables: int | None = _LIMITS.max_variables
+    max_edges: int | None = _LIMITS.max_edges
+    max_qubits: int | None = _LIMITS.max_qubits
+    max_jobshop_operations: int | None = _LIMITS.max_jobshop_operations
+    max_jobshop_horizon: int | None = _LIMITS.max_jobshop_horizon
+    max_knapsack_capacity: int | None = _LIMITS.max_knapsack_capacity
+
+    def limits(self) -> Limits:
+        """The problem size limits."""
+        return Limits(
+            max_variables=self.max_variables,
+            max_edges=self.max_edges,
+            max_qubits=self.max_qubits,
+            max_jobshop_operations=self.max_jobshop_operations,
+            max_jobshop_horizon=self.max_jobshop_horizon,
+            max_knapsack_capacity=self.max_knapsack_capacity,
+        )

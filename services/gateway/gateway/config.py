@@ -8,13 +8,10 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from qbridge.bus import KafkaSettings
-from qbridge.problems.limits import Limits
-from qbridge.service import ServiceSettings
-
-_LIMITS = Limits()
+from qbridge.service.settings import ProblemLimitsSettings, ServiceSettings
 
 
-class GatewaySettings(ServiceSettings):
+class GatewaySettings(ServiceSettings, ProblemLimitsSettings):
     """Everything the gateway reads from its environment.
 
     Attributes:
@@ -65,7 +62,7 @@ class GatewaySettings(ServiceSettings):
         watch_unknown_timeout_s: A watched job that never reaches the store ends the
             stream with DEADLINE_EXCEEDED after this long without any event.
         recent_jobs: Jobs whose live events are kept in memory (fan-out and gap filling).
-        limits: Size limits (intake's defaults).
+        limits: Size limits, shared with intake (:class:`ProblemLimitsSettings`).
         kafka: Kafka connection settings (``KAFKA_*``).
     """
 
@@ -124,13 +121,6 @@ class GatewaySettings(ServiceSettings):
     watch_unknown_timeout_s: float = Field(default=60.0, gt=0)
     recent_jobs: int = Field(default=10_000, ge=100)
 
-    max_variables: int | None = _LIMITS.max_variables
-    max_edges: int | None = _LIMITS.max_edges
-    max_qubits: int | None = _LIMITS.max_qubits
-    max_jobshop_operations: int | None = _LIMITS.max_jobshop_operations
-    max_jobshop_horizon: int | None = _LIMITS.max_jobshop_horizon
-    max_knapsack_capacity: int | None = _LIMITS.max_knapsack_capacity
-
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @model_validator(mode="after")
@@ -140,14 +130,3 @@ class GatewaySettings(ServiceSettings):
         if self.tls_client_ca and not self.tls_cert:
             raise ValueError("QBRIDGE_TLS_CLIENT_CA needs QBRIDGE_TLS_CERT and QBRIDGE_TLS_KEY")
         return self
-
-    def limits(self) -> Limits:
-        """The problem size limits (keep them equal to intake's)."""
-        return Limits(
-            max_variables=self.max_variables,
-            max_edges=self.max_edges,
-            max_qubits=self.max_qubits,
-            max_jobshop_operations=self.max_jobshop_operations,
-            max_jobshop_horizon=self.max_jobshop_horizon,
-            max_knapsack_capacity=self.max_knapsack_capacity,
-        )

@@ -6,15 +6,13 @@ from pydantic import Field
 
 from intake.accept import RequestBounds
 from qbridge.bus import KafkaSettings
-from qbridge.problems.limits import Limits
-from qbridge.service import ServiceSettings
+from qbridge.service.settings import ProblemLimitsSettings, ServiceSettings
 from qbridge.topics import DEAD_LETTERS, INTAKE_GROUP, JOBS_ACCEPTED, PROBLEM_REQUESTS
 
-_LIMITS = Limits()
 _BOUNDS = RequestBounds()
 
 
-class IntakeSettings(ServiceSettings):
+class IntakeSettings(ServiceSettings, ProblemLimitsSettings):
     """Everything intake reads from its environment.
 
     Attributes:
@@ -27,12 +25,6 @@ class IntakeSettings(ServiceSettings):
         max_timeout_ms: Longest accepted ``timeout_ms``.
         max_shot_budget: Largest accepted ``shot_budget`` (0 = no limit).
         max_tags: Most tags per request.
-        max_variables: Problem size limit (see :class:`qbridge.problems.limits.Limits`).
-        max_edges: Problem size limit.
-        max_qubits: Problem size limit.
-        max_jobshop_operations: Problem size limit.
-        max_jobshop_horizon: Problem size limit.
-        max_knapsack_capacity: Problem size limit.
         dedup_cache_size: Keys remembered to skip exact duplicates (0 disables).
         kafka: Kafka connection settings (``KAFKA_*``).
     """
@@ -48,26 +40,8 @@ class IntakeSettings(ServiceSettings):
     max_shot_budget: int = Field(default=_BOUNDS.max_shot_budget or 0, ge=0)
     max_tags: int = Field(default=_BOUNDS.max_tags, ge=0)
 
-    max_variables: int | None = _LIMITS.max_variables
-    max_edges: int | None = _LIMITS.max_edges
-    max_qubits: int | None = _LIMITS.max_qubits
-    max_jobshop_operations: int | None = _LIMITS.max_jobshop_operations
-    max_jobshop_horizon: int | None = _LIMITS.max_jobshop_horizon
-    max_knapsack_capacity: int | None = _LIMITS.max_knapsack_capacity
-
     dedup_cache_size: int = Field(default=10_000, ge=0)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    def limits(self) -> Limits:
-        """The problem size limits."""
-        return Limits(
-            max_variables=self.max_variables,
-            max_edges=self.max_edges,
-            max_qubits=self.max_qubits,
-            max_jobshop_operations=self.max_jobshop_operations,
-            max_jobshop_horizon=self.max_jobshop_horizon,
-            max_knapsack_capacity=self.max_knapsack_capacity,
-        )
 
     def bounds(self) -> RequestBounds:
         """The bounds on a request's own fields."""
