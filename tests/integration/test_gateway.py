@@ -84,8 +84,7 @@ def gateway(stack: Any, pipeline: Pipeline) -> Iterator[ServiceProcess]:
         pipeline["orchestrator"].log_dir,
     )
     svc.grpc_port = port  # type: ignore[attr-defined]
-    svc.start()
-    svc.wait_ready(60)
+    svc.start_ready(60)
     yield svc
     assert svc.stop() == 0, svc.tail()
 

@@ -33,6 +33,9 @@ SERVICES: tuple[tuple[str, str], ...] = (
 )
 
 
+_PORT_CLASH = ("Address already in use", "Failed to bind", "address already in use")
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
@@ -50,6 +53,8 @@ class ServiceProcess:
     log_dir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    auto_grpc_port: bool = False
+    """The gRPC port in ``env`` was picked here, so a clash may re-pick it."""
 
     @property
     def log_path(self) -> Path:
@@ -91,6 +96,28 @@ class ServiceProcess:
                 pass
             time.sleep(0.2)
         raise DevstackError(f"{self.name} not ready after {timeout:.0f}s:\n{self.tail()}")
+
+    def start_ready(self, timeout: float = 120.0, attempts: int = 3) -> None:
+        """Start and wait until ready, retrying on new ports if a port was taken meanwhile.
+
+        Free ports are found by binding and releasing them, so another process can take
+        one before the service binds it; that start fails with "address already in use".
+        """
+        for attempt in range(1, attempts + 1):
+            self.start()
+            try:
+                self.wait_ready(timeout)
+                return
+            except DevstackError:
+                clash = any(s in self.tail(60) for s in _PORT_CLASH)
+                if not clash or attempt == attempts:
+                    raise
+                logger.warning("%s: port taken at start, retrying on new ports", self.name)
+                if self.proc is not None and self.proc.poll() is None:
+                    self.kill()
+                self.port = free_port()
+                if self.auto_grpc_port:
+                    self.env["QBRIDGE_GRPC_PORT"] = str(free_port())
 
     def metrics(self) -> str:
         """The service's Prometheus exposition text."""
@@ -151,6 +178,7 @@ class Pipeline:
         }
         per = per_service_env or {}
         # A free gRPC port per pipeline, so pipelines never clash on 50051.
+        auto_grpc = "QBRIDGE_GRPC_PORT" not in per.get("gateway", {})
         per = {**per, "gateway": {"QBRIDGE_GRPC_PORT": str(free_port()), **per.get("gateway", {})}}
         self.services = {
             name: ServiceProcess(
@@ -161,6 +189,7 @@ class Pipeline:
             )
             for name, module in SERVICES
         }
+        self.services["gateway"].auto_grpc_port = auto_grpc
 
     def __getitem__(self, name: str) -> ServiceProcess:
         return self.services[name]
@@ -168,16 +197,12 @@ class Pipeline:
     def start(self, timeout: float = 180.0) -> None:
         """Start every service and wait until each is ready."""
         for svc in self.services.values():
-            svc.start()
-        for svc in self.services.values():
-            svc.wait_ready(timeout)
+            svc.start_ready(timeout)
             logger.info("%s ready (metrics on :%d)", svc.name, svc.port)
 
     def restart(self, name: str, timeout: float = 120.0) -> None:
         """Start a stopped or killed service again."""
-        svc = self.services[name]
-        svc.start()
-        svc.wait_ready(timeout)
+        self.services[name].start_ready(timeout)
 
     def stop(self) -> dict[str, int | None]:
         """SIGTERM every service (reverse start order); returns exit codes."""
