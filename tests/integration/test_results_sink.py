@@ -25,6 +25,7 @@ from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, KafkaSett
 from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec
 from qbridge.contracts.convert import outcome_fields, problem_to_avro
+from qbridge.db.pool import make_pool
 from qbridge.problems.base import Problem
 from qbridge.problems.registry import problem_from_dict
 from qbridge.solvers.base import Budget, Outcome
@@ -38,7 +39,7 @@ from qbridge.topics import (
 )
 from results_sink.app import ResultsSinkApp
 from results_sink.migrate import Migration, MigrationError, load_migrations, migrate
-from results_sink.store import ResultsStore, make_pool
+from results_sink.store import ResultsStore
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,14 @@ from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from qbridge.bus import KafkaSettings
-from qbridge.service.settings import ProblemLimitsSettings, ServiceSettings
+from qbridge.service.settings import (
+    ProblemLimitsSettings,
+    RequestBoundsSettings,
+    ServiceSettings,
+)
 
 
-class GatewaySettings(ServiceSettings, ProblemLimitsSettings):
+class GatewaySettings(ServiceSettings, ProblemLimitsSettings, RequestBoundsSettings):
     """Everything the gateway reads from its environment.
 
     Attributes:
@@ -36,7 +40,8 @@ class GatewaySettings(ServiceSettings, ProblemLimitsSettings):
         default_deadline_ms: Solve deadline when neither the request nor the call has one.
         max_deadline_ms: Longest Solve deadline accepted.
         default_timeout_ms: Submit's job timeout when the request has none.
-        min_job_timeout_ms: Shortest job timeout published (intake's lower bound).
+        min_job_timeout_ms: Shortest job timeout published (the lower bound of the
+            request bounds; the others are intake's :class:`RequestBoundsSettings`).
         pipeline_reserve_share: Share of a Solve deadline kept between the job's own
             deadline and the caller's, for the final outcome to travel back.
         pipeline_reserve_min_ms: Lower bound of that reserve.

@@ -1,7 +1,7 @@
 """Protobuf <-> platform records: problems in, results and transitions out (no I/O here).
 
 Problems arrive as typed messages or as JSON; both become the Avro problem record the
-pipeline carries, and are validated by intake's own :func:`intake.accept.accept`, so a
+pipeline carries, and are validated by intake's own :func:`qbridge.validation.accept.accept`, so a
 request the gateway takes is one intake takes. Field paths in errors are reported in the
 caller's terms (``problem.maxcut.edges[3].weight``, ``problem.json.edges[3][2]``).
 
@@ -54,7 +54,7 @@ class ProblemInput:
     Attributes:
         branch: The ``Problem.kind`` oneof branch used (``maxcut``... or ``json``).
         problem_type: The problem type.
-        avro: The Avro problem record (for :func:`intake.accept.accept`).
+        avro: The Avro problem record (for :func:`qbridge.validation.accept.accept`).
     """
 
     def __init__(self, branch: str, problem_type: str, avro: dict[str, Any]) -> None:

@@ -1,6 +1,6 @@
 """Turning a gRPC request into the pipeline's ``ProblemRequest``, validated as intake will.
 
-The job id is intake's own (:func:`intake.accept.accept` derives it from tenant and
+The job id is intake's own (:func:`qbridge.validation.accept.accept` derives it from tenant and
 idempotency key, the key defaulting to the fingerprint of the normalized problem), so
 the id returned to the caller is the id the pipeline uses, and repeated submissions of
 the same key map to the same job.
@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.convert import invalid, problem_input
-from intake.accept import RequestBounds, accept
 from qbridge.bus import BusProducer
 from qbridge.bus import headers as h
 from qbridge.contracts.convert import problem_from_avro
@@ -24,6 +23,7 @@ from qbridge.errors import InvalidProblemError, QBridgeError
 from qbridge.problems.base import Problem
 from qbridge.problems.limits import Limits
 from qbridge.topics import PROBLEM_REQUESTS
+from qbridge.validation.accept import RequestBounds, accept
 
 BACKEND_TAG = "backend"
 """Tag carrying a requested quantum backend to the orchestrator."""

@@ -11,27 +11,29 @@ import logging
 import sys
 import threading
 from concurrent import futures
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway.admission import Admission, LagMonitor
+from gateway.admission import EXECUTOR_GROUPS, Admission
 from gateway.auth import Authenticator
 from gateway.config import GatewaySettings
-from gateway.events import EventHub
 from gateway.jobs import JobFactory, JobPublisher
 from gateway.local import LocalSolverPool
 from gateway.service import GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
-from gateway.store import JobReader
 from gateway.tracking import JobTracker
-from intake.accept import RequestBounds
 from qbridge.bus import BusProducer, ensure_topics
+from qbridge.bus.follower import EventHub
+from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qbridge.results.read import JobReader
+from qbridge.service.metrics import CONSUMER_LAG
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ class GatewayServer:
             logger.warning("no API keys configured (QBRIDGE_API_KEYS): every call is refused")
         self.producer = BusProducer(settings.kafka, self.codec, client_id="qbridge-gateway")
         self.hub = EventHub(settings.kafka, self.codec, recent_jobs=settings.recent_jobs)
-        self.lag = LagMonitor(settings.kafka, poll_s=settings.lag_poll_ms / 1000)
+        self.lag = LagMonitor(settings.kafka, EXECUTOR_GROUPS, gauge=CONSUMER_LAG)
         self.reader = JobReader.connect(
             settings.database_url, max_size=settings.db_pool_max, timeout_s=settings.db_timeout_s
         )
@@ -125,7 +127,7 @@ class GatewayServer:
         )
         jobs = JobFactory(
             settings.limits(),
-            RequestBounds(min_timeout_ms=settings.min_job_timeout_ms),
+            replace(settings.bounds(), min_timeout_ms=settings.min_job_timeout_ms),
             known_backends=settings.known_backends,
             premium_backends=settings.premium_backends,
             premium_tenants=settings.premium_tenants,
@@ -175,7 +177,7 @@ class GatewayServer:
         took = self.pool.wait_ready()
         logger.info("local solvers (%s) warmed up in %.2f s", self.pool.mode, took)
         self.hub.start()
-        self.lag.start()
+        self.lag.start(s.lag_poll_ms / 1000)
         server, self.port = make_grpc_server(s, self.service, self.health)
         server.start()
         self.grpc = server
@@ -238,7 +240,7 @@ class GatewayServer:
             grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
             self.grpc.stop(grace).wait(grace + 1)
         self.hub.stop()
-        self.lag.stop()
+        self.lag.close()
 
     def close(self) -> None:
         """Release clients (after :meth:`shutdown`)."""

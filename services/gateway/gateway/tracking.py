@@ -29,10 +29,10 @@ from gateway.convert import (
     transition_pb,
 )
 from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
-from gateway.events import EventHub, JobMemory
-from gateway.store import JobReader, StoredJob
+from qbridge.bus.follower import EventHub, JobMemory
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
+from qbridge.results.read import JobReader, StoredJob
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,9 @@ from orchestrator.machine import (
 from orchestrator.policy import CircuitBreaker, Decision, JobFacts, RoutingContext, decide
 from orchestrator.store import OutboxRow, Store, to_json_safe
 from qbridge import topics
-from qbridge.bus import BusProducer, LagReader, Record
+from qbridge.bus import BusProducer, Record
 from qbridge.bus import headers as h
+from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts.codec import AvroCodec
 from qbridge.contracts.convert import (
     problem_branch,
@@ -34,7 +35,6 @@ from qbridge.contracts.convert import (
     quality_to_avro,
     solution_to_avro,
 )
-from qbridge.errors import BusError
 from qbridge.problems.base import Problem
 from qbridge.service import log_context
 from qbridge.service import metrics as m
@@ -61,7 +61,7 @@ class OrchestratorApp:
         store: Store,
         producer: BusProducer,
         codec: AvroCodec,
-        lag_readers: Mapping[str, LagReader] | None = None,
+        lag_monitor: LagMonitor | None = None,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
         """Wire the app.
@@ -71,14 +71,14 @@ class OrchestratorApp:
             store: Durable state.
             producer: Where effects go.
             codec: Avro codec for effects.
-            lag_readers: Lag readers by consumer-group name (executors' groups).
+            lag_monitor: Reads the executors' consumer-group lag (None: lag unknown).
             clock: Epoch milliseconds (injectable for tests).
         """
         self.s = settings
         self.store = store
         self.producer = producer
         self.codec = codec
-        self.lag_readers = dict(lag_readers or {})
+        self.lag_monitor = lag_monitor
         self.clock = clock
         self.machine = Machine(
             MachineConfig(
@@ -199,19 +199,10 @@ class OrchestratorApp:
         return len(due)
 
     def refresh_lag(self) -> None:
-        """Read executor lag from Kafka (committed offsets vs high watermarks)."""
-        for group, reader in self.lag_readers.items():
-            spec = next(g for g in topics.ALL_GROUPS if g.name == group)
-            try:
-                per_partition = reader.read(spec.topics, timeout=5)
-            except BusError as exc:
-                logger.warning("lag of %s unavailable: %s", group, exc)
-                continue
-            self.lag[group] = sum(p.lag for p in per_partition)
-            for topic in spec.topics:
-                m.CONSUMER_LAG.labels(group, topic).set(
-                    sum(p.lag for p in per_partition if p.topic == topic)
-                )
+        """Read executor lag now (the monitor keeps a group's last value when a read fails)."""
+        if self.lag_monitor is not None:
+            self.lag_monitor.refresh()
+            self.lag = self.lag_monitor.by_group
 
     def resend_outbox(self) -> int:
         """Re-produce outbox rows left unsent by a crash or a failed flush."""
