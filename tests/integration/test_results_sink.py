@@ -367,19 +367,6 @@ def make_consumer(
 # --- migrations -----------------------------------------------------------------------
 
 
-@pytest.fixture
-def fresh_database(stack: Any, unique: str) -> Iterator[str]:
-    name = f"rs_{unique}"
-    admin = stack.postgres.dsn_for("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield stack.postgres.dsn_for(name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
 def test_migrations_apply_once_even_when_replicas_start_together(fresh_database: str) -> None:
     results: list[list[Migration]] = []
     errors: list[BaseException] = []

@@ -40,7 +40,7 @@ METRIC_MODULES = (
     "gateway.solve",
     "gateway.admission",
     "gateway.local",
-    "gateway.events",
+    "qbridge.bus.follower",
 )
 
 _PROMQL_WORDS = {

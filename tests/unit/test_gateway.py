@@ -12,7 +12,6 @@ import pytest
 
 from gateway.admission import Admission, OverloadedError
 from gateway.auth import Authenticator, UnauthenticatedError, api_key
-from gateway.convert import caller_path, problem_input, result_pb, transition_pb, usable
 from gateway.errors import CallerGoneError, NotFoundError
 from gateway.jobs import JobFactory, PermissionDeniedError
 from gateway.local import LocalSolverPool, better, heuristic_outcome, instant_outcome
@@ -20,6 +19,13 @@ from gateway.solve import DeadlinePolicy, SolveCoordinator, plan, why_not_pipeli
 from gateway.tracking import JobTracker
 from qbridge.bus.follower import EventHub
 from qbridge.contracts import AvroCodec, default_registry
+from qbridge.contracts.gateway_messages import (
+    caller_path,
+    problem_input,
+    result_pb,
+    transition_pb,
+    usable,
+)
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
 from qbridge.problems.limits import Limits

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.convert import invalid, problem_input
 from qbridge.bus import BusProducer
 from qbridge.bus import headers as h
 from qbridge.contracts.convert import problem_from_avro
+from qbridge.contracts.gateway_messages import invalid, problem_input
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError, QBridgeError
 from qbridge.problems.base import Problem

@@ -1,9 +1,10 @@
-"""Protobuf <-> platform records: problems in, results and transitions out (no I/O here).
+"""The gateway API's protobuf messages <-> platform records (no I/O here).
 
 Problems arrive as typed messages or as JSON; both become the Avro problem record the
-pipeline carries, and are validated by intake's own :func:`qbridge.validation.accept.accept`, so a
-request the gateway takes is one intake takes. Field paths in errors are reported in the
-caller's terms (``problem.maxcut.edges[3].weight``, ``problem.json.edges[3][2]``).
+pipeline carries, and are validated by :func:`qbridge.validation.accept.accept` like
+intake does, so a request the gateway takes is one intake takes. Field paths in errors
+are reported in the caller's terms (``problem.maxcut.edges[3].weight``,
+``problem.json.edges[3][2]``).
 
 Results are built from one shape, the ``qbridge.JobOutcome`` record (as decoded by
 fastavro), whether they come from Kafka, from the results database or from the
@@ -330,6 +331,11 @@ def transition_pb(t: Mapping[str, Any]) -> pb.StatusTransition:
     return msg
 
 
+def status_pb(value: str | None) -> pb.JobStatus:
+    """A status string as the enum (unknown: ``JOB_STATUS_UNSPECIFIED``)."""
+    return STATUS_TO_PB.get(str(value), pb.JOB_STATUS_UNSPECIFIED)
+
+
 def is_final(status: str | None) -> bool:
     """Whether a status string is final."""
     return status in FINAL_STATUSES
@@ -346,3 +352,56 @@ def usable(outcome: Mapping[str, Any] | None) -> bool:
 def statuses_from_pb(values: Sequence[int]) -> list[str]:
     """Status filter values as strings (unknown values ignored)."""
     return [PB_TO_STATUS[v] for v in values if v in PB_TO_STATUS]
+
+
+def job_update_pb(t: Mapping[str, Any], outcome: Mapping[str, Any] | None) -> pb.JobUpdate:
+    """A transition (and the final outcome, attached to the final one) as a ``JobUpdate``."""
+    update = pb.JobUpdate(transition=transition_pb(t), final=t["to_status"] in FINAL_STATUSES)
+    if outcome is not None:
+        update.result.CopyFrom(result_pb(outcome))
+    return update
+
+
+def fill_job_pb(job: pb.Job, row: Mapping[str, Any]) -> None:
+    """Copy a stored ``jobs`` row's fields into ``job``."""
+    for name in ("problem_type", "idempotency_key", "correlation_id", "input_fingerprint"):
+        if row.get(name) is not None:
+            setattr(job, name, str(row[name]))
+    if row.get("fallback_policy") is not None:
+        job.fallback_policy = str(row["fallback_policy"])
+    for name in ("priority", "timeout_ms", "num_variables"):
+        if row.get(name) is not None:
+            setattr(job, name, int(row[name]))
+    if row.get("num_qubits") is not None:
+        job.num_qubits = int(row["num_qubits"])
+    job.route = ROUTE_TO_PB.get(str(row.get("route") or ""), pb.ROUTE_UNSPECIFIED)
+    job.tags.update({str(k): str(v) for k, v in (row.get("tags") or {}).items()})
+    for name in ("created_at", "accepted_at", "deadline_at", "final_at"):
+        ts = timestamp(row.get(name))
+        if ts is not None:
+            getattr(job, name).CopyFrom(ts)
+
+
+def attempt_pb(a: Mapping[str, Any]) -> pb.Attempt:
+    """A stored ``attempts`` row as a message."""
+    msg = pb.Attempt(
+        work_id=str(a["work_id"]),
+        attempt=int(a["attempt"]),
+        route=ROUTE_TO_PB.get(str(a.get("route") or ""), pb.ROUTE_UNSPECIFIED),
+        backend=str(a.get("backend") or ""),
+        solver=str(a.get("solver") or ""),
+        status=str(a.get("status") or ""),
+        error_class=str(a.get("error_class") or ""),
+        error_message=str(a.get("error_message") or ""),
+        duration_ms=float(a.get("duration_ms") or 0.0),
+        cost_units=float(a.get("cost_units") or 0.0),
+    )
+    if a.get("objective") is not None:
+        msg.objective = float(a["objective"])
+    if a.get("feasible") is not None:
+        msg.feasible = bool(a["feasible"])
+    for name in ("started_at", "finished_at"):
+        ts = timestamp(a.get(name))
+        if ts is not None:
+            getattr(msg, name).CopyFrom(ts)
+    return msg
