@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from gateway.admission import Admission, OverloadedError
-from gateway.auth import Authenticator, UnauthenticatedError, api_key
 from gateway.errors import CallerGoneError, NotFoundError
 from gateway.jobs import JobFactory, PermissionDeniedError
 from gateway.local import LocalSolverPool, better, heuristic_outcome, instant_outcome
@@ -32,6 +31,7 @@ from qbridge.problems.limits import Limits
 from qbridge.problems.registry import problem_from_dict
 from qbridge.results.read import StoredJob, decode_page_token, encode_page_token
 from qbridge.samples import sample_mix
+from qbridge.service.auth import Authenticator, UnauthenticatedError, api_key
 from qbridge.topics import DEAD_LETTERS, JOB_OUTCOMES, JOB_STATUS
 from qbridge.validation.accept import RequestBounds, job_id_for
 

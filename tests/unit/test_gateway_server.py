@@ -24,7 +24,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from gateway.admission import Admission
-from gateway.auth import Authenticator
 from gateway.config import GatewaySettings
 from gateway.jobs import JobFactory
 from gateway.local import LocalSolverPool
@@ -38,6 +37,7 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.problems.limits import Limits
 from qbridge.results.read import StoredJob
+from qbridge.service.auth import Authenticator
 from qbridge.topics import JOB_OUTCOMES, JOB_STATUS
 from qbridge.validation.accept import RequestBounds
 from tests.unit.test_gateway import FakePublisher, FakeReader, maxcut_msg, outcome, transition

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -123,6 +124,44 @@ def problem_input(msg: pb.Problem) -> ProblemInput:
     else:  # pragma: no cover - a branch added to the proto but not here
         raise _bad("problem", f"unsupported problem branch {branch!r}")
     return ProblemInput(branch, branch, record)
+
+
+def problem_request(
+    tenant: str,
+    problem: ProblemInput,
+    options: pb.JobOptions,
+    *,
+    timeout_ms: int,
+    key: str | None,
+    tags: Mapping[str, str],
+    created_at: datetime,
+) -> dict[str, Any]:
+    """The ``qbridge.ProblemRequest`` record of a call (validated later by ``accept``).
+
+    Args:
+        tenant: The authenticated tenant.
+        problem: The converted problem.
+        options: The call's job options (unset optional fields take the contract defaults).
+        timeout_ms: The job's time budget.
+        key: Idempotency key (None: the fingerprint of the normalized problem).
+        tags: Tags of the job.
+        created_at: Request time.
+    """
+    return {
+        "request_id": str(uuid.uuid4()),
+        "idempotency_key": key,
+        "tenant": tenant,
+        "problem_type": problem.problem_type,
+        "problem": problem.avro,
+        "timeout_ms": int(timeout_ms),
+        "fallback_policy": options.fallback_policy or "auto",
+        "priority": options.priority if options.HasField("priority") else 5,
+        "shot_budget": options.shot_budget if options.HasField("shot_budget") else None,
+        "seed": options.seed if options.HasField("seed") else None,
+        "correlation_id": options.correlation_id or None,
+        "tags": dict(tags),
+        "created_at": created_at,
+    }
 
 
 def problem_from_json(kind: str, text: str, prefix: str = "problem") -> Problem:
@@ -266,7 +305,7 @@ def provenance_pb(p: Mapping[str, Any] | None) -> pb.Provenance | None:
         settings = json.dumps(p.get("settings") or {}, sort_keys=True, default=str)
     t = p.get("timings") or {}
     msg = pb.Provenance(
-        route=ROUTE_TO_PB.get(str(p.get("route") or ""), pb.ROUTE_UNSPECIFIED),
+        route=route_pb(p.get("route")),
         solver=str(p.get("solver") or ""),
         backend=str(p.get("backend") or ""),
         backend_version=str(p.get("backend_version") or ""),
@@ -291,9 +330,9 @@ def provenance_pb(p: Mapping[str, Any] | None) -> pb.Provenance | None:
 def result_pb(o: Mapping[str, Any]) -> pb.Result:
     """A ``qbridge.JobOutcome``-shaped record as a ``Result``."""
     msg = pb.Result(
-        status=STATUS_TO_PB.get(str(o.get("status")), pb.JOB_STATUS_UNSPECIFIED),
+        status=status_pb(o.get("status")),
         reason=str(o.get("reason") or ""),
-        route=ROUTE_TO_PB.get(str(o.get("route") or ""), pb.ROUTE_UNSPECIFIED),
+        route=route_pb(o.get("route")),
         candidates=[solution_pb(c) for c in o.get("candidates") or ()],
         quality=quality_pb(o.get("quality")),
         attempts=int(o.get("attempts") or 0),
@@ -317,10 +356,10 @@ def transition_pb(t: Mapping[str, Any]) -> pb.StatusTransition:
     msg = pb.StatusTransition(
         job_id=str(t["job_id"]),
         seq=int(t["seq"]),
-        from_status=STATUS_TO_PB.get(str(t.get("from_status")), pb.JOB_STATUS_UNSPECIFIED),
-        to_status=STATUS_TO_PB.get(str(t.get("to_status")), pb.JOB_STATUS_UNSPECIFIED),
+        from_status=status_pb(t.get("from_status")),
+        to_status=status_pb(t.get("to_status")),
         reason=str(t.get("reason") or ""),
-        route=ROUTE_TO_PB.get(str(t.get("route") or ""), pb.ROUTE_UNSPECIFIED),
+        route=route_pb(t.get("route")),
         backend=str(t.get("backend") or ""),
     )
     if t.get("attempt") is not None:
@@ -329,6 +368,11 @@ def transition_pb(t: Mapping[str, Any]) -> pb.StatusTransition:
     if ts is not None:
         msg.at.CopyFrom(ts)
     return msg
+
+
+def route_pb(value: str | None) -> pb.Route:
+    """A route string as the enum (unknown or none: ``ROUTE_UNSPECIFIED``)."""
+    return ROUTE_TO_PB.get(str(value or ""), pb.ROUTE_UNSPECIFIED)
 
 
 def status_pb(value: str | None) -> pb.JobStatus:
@@ -374,7 +418,7 @@ def fill_job_pb(job: pb.Job, row: Mapping[str, Any]) -> None:
             setattr(job, name, int(row[name]))
     if row.get("num_qubits") is not None:
         job.num_qubits = int(row["num_qubits"])
-    job.route = ROUTE_TO_PB.get(str(row.get("route") or ""), pb.ROUTE_UNSPECIFIED)
+    job.route = route_pb(row.get("route"))
     job.tags.update({str(k): str(v) for k, v in (row.get("tags") or {}).items()})
     for name in ("created_at", "accepted_at", "deadline_at", "final_at"):
         ts = timestamp(row.get(name))
@@ -387,7 +431,7 @@ def attempt_pb(a: Mapping[str, Any]) -> pb.Attempt:
     msg = pb.Attempt(
         work_id=str(a["work_id"]),
         attempt=int(a["attempt"]),
-        route=ROUTE_TO_PB.get(str(a.get("route") or ""), pb.ROUTE_UNSPECIFIED),
+        route=route_pb(a.get("route")),
         backend=str(a.get("backend") or ""),
         solver=str(a.get("solver") or ""),
         status=str(a.get("status") or ""),
@@ -405,3 +449,24 @@ def attempt_pb(a: Mapping[str, Any]) -> pb.Attempt:
         if ts is not None:
             getattr(msg, name).CopyFrom(ts)
     return msg
+
+
+def job_summary_pb(r: Mapping[str, Any]) -> pb.JobSummary:
+    """A row of :meth:`qbridge.results.read.JobReader.list_jobs` as a ``JobSummary``."""
+    s = pb.JobSummary(
+        job_id=r["job_id"],
+        problem_type=r["problem_type"] or "",
+        status=status_pb(r["status"]),
+        route=route_pb(r["route"]),
+        reason=r["reason"] or "",
+        correlation_id=r["correlation_id"] or "",
+    )
+    if r["objective"] is not None:
+        s.objective = float(r["objective"])
+    if r["feasible"] is not None:
+        s.feasible = bool(r["feasible"])
+    for name, value in (("created_at", r["sort_at"]), ("final_at", r["final_at"])):
+        ts = timestamp(value)
+        if ts is not None:
+            getattr(s, name).CopyFrom(ts)
+    return s

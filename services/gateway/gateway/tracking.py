@@ -21,15 +21,15 @@ from gateway.admission import OverloadedError
 from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
 from qbridge.bus.follower import EventHub, JobMemory
 from qbridge.contracts.gateway_messages import (
-    ROUTE_TO_PB,
     attempt_pb,
     fill_job_pb,
     is_final,
+    job_summary_pb,
     job_update_pb,
     result_pb,
+    route_pb,
     status_pb,
     statuses_from_pb,
-    timestamp,
     transition_pb,
 )
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
@@ -115,7 +115,7 @@ class JobTracker:
             status = str(outcome.get("status") or status)
             job.result.CopyFrom(result_pb(outcome))
             if outcome.get("route"):
-                job.route = ROUTE_TO_PB.get(str(outcome["route"]), pb.ROUTE_UNSPECIFIED)
+                job.route = route_pb(outcome["route"])
         job.status = status_pb(status)
         if request.include_transitions:
             merged = _merge(self._stored_transitions(request.job_id, 0), mem, 0)
@@ -155,24 +155,7 @@ class JobTracker:
         except Exception as exc:
             raise UnavailableError(f"results store unavailable: {exc}") from exc
         out = pb.ListJobsResponse(next_page_token=token)
-        for r in rows:
-            s = pb.JobSummary(
-                job_id=r["job_id"],
-                problem_type=r["problem_type"] or "",
-                status=status_pb(r["status"]),
-                route=ROUTE_TO_PB.get(str(r["route"] or ""), pb.ROUTE_UNSPECIFIED),
-                reason=r["reason"] or "",
-                correlation_id=r["correlation_id"] or "",
-            )
-            if r["objective"] is not None:
-                s.objective = float(r["objective"])
-            if r["feasible"] is not None:
-                s.feasible = bool(r["feasible"])
-            for name, value in (("created_at", r["sort_at"]), ("final_at", r["final_at"])):
-                ts = timestamp(value)
-                if ts is not None:
-                    getattr(s, name).CopyFrom(ts)
-            out.jobs.append(s)
+        out.jobs.extend(job_summary_pb(r) for r in rows)
         return out
 
     # --- WatchJob -----------------------------------------------------------------------
