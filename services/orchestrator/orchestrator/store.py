@@ -66,6 +66,16 @@ class Store:
         """
         with translated():
             self._pool.wait(timeout=timeout)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Apply pending migrations with the shared runner (history in ``orch_schema_migrations``).
+
+        Raises:
+            StoreUnavailableError: The database cannot be reached.
+            MigrationError: The schema's history does not match this build.
+        """
+        with translated():
             migrate(
                 self._dsn,
                 load_migrations(MIGRATIONS_PACKAGE),
