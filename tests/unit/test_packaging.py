@@ -88,3 +88,24 @@ def test_qbridge_command_runs_from_anywhere(tmp_path: Path) -> None:
     assert done.stdout.startswith("usage: qbridge")
     for command in ("solve", "submit", "watch", "get", "jobs"):
         assert command in done.stdout
+
+
+def test_nothing_a_user_reads_points_outside_the_clone() -> None:
+    # A user's clone has only this repository: docs, code and help text must stand alone
+    # (benchmarks may read optional data from outside and say so; they are not checked here).
+    readable = [ROOT / "README.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
+    for folder in ("docs", "examples", "libs", "services", "tools", "deploy", "schemas"):
+        readable += [
+            p for p in (ROOT / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        ]
+    offending = [
+        str(p.relative_to(ROOT))
+        for p in readable
+        if p.suffix not in {".pyc", ".jar"} and "../shared" in p.read_text(errors="replace")
+    ]
+    assert not offending
+
+
+def test_readme_links_the_spec() -> None:
+    assert "(docs/spec.md)" in (ROOT / "README.md").read_text()
+    assert (ROOT / "docs" / "spec.md").is_file()
