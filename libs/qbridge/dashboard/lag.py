@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from qbridge.bus import KafkaSettings, LagReader
 from qbridge.dashboard.summary import LagSnapshot
 from qbridge.errors import BusError
-from qbridge.service.metrics import CONSUMER_LAG
+from qbridge.metrics import CONSUMER_LAG
 from qbridge.topics import ALL_GROUPS, ConsumerGroup
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge
 
 from qbridge.bus import KafkaSettings, LagReader
 from qbridge.errors import BusError, ErrorClass, QBridgeError
-from qbridge.service.metrics import CONSUMER_LAG
+from qbridge.metrics import CONSUMER_LAG
 from qbridge.topics import CLASSICAL_FALLBACK_GROUP, QUANTUM_EXECUTOR_GROUP, ConsumerGroup
 
 logger = logging.getLogger(__name__)

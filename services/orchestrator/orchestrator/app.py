@@ -23,6 +23,7 @@ from orchestrator.machine import (
 )
 from orchestrator.policy import CircuitBreaker, Decision, JobFacts, RoutingContext, decide
 from orchestrator.store import OutboxRow, Store, to_json_safe
+from qbridge import metrics as m
 from qbridge import topics
 from qbridge.bus import BusProducer, LagReader, Record
 from qbridge.bus import headers as h
@@ -37,7 +38,6 @@ from qbridge.contracts.convert import (
 from qbridge.errors import BusError
 from qbridge.problems.base import Problem
 from qbridge.service import log_context
-from qbridge.service import metrics as m
 from qbridge.solvers.base import Provenance, Quality, Route, Timings
 from qbridge.solvers.fallback import last_resort
 

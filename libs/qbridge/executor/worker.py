@@ -19,8 +19,8 @@ from typing import Any
 
 from qbridge.contracts.convert import outcome_fields, problem_from_avro
 from qbridge.errors import BudgetExceededError, ErrorClass, SolverError, classify
+from qbridge.metrics import COST_UNITS, SOLVES, STAGE_DURATION, TRANSPILE_CACHE
 from qbridge.problems.base import Problem
-from qbridge.service.metrics import COST_UNITS, SOLVES, STAGE_DURATION, TRANSPILE_CACHE
 from qbridge.solvers.base import Budget, Candidate, Outcome, Solver
 
 logger = logging.getLogger(__name__)
