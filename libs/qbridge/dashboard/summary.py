@@ -35,7 +35,6 @@ from qbridge.problems.registry import PROBLEM_TYPES
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 """Gives a connection for the duration of a ``with`` block (e.g. ``pool.connection``)."""
 
-FINAL_STATUSES = ("succeeded", "degraded", "failed", "expired")
 SERIES_BUCKETS = 24
 
 

@@ -40,6 +40,7 @@ from qbridge.problems.base import Problem
 from qbridge.service import log_context
 from qbridge.solvers.base import Provenance, Quality, Route, Timings
 from qbridge.solvers.fallback import last_resort
+from qbridge.status import DegradeReason, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -311,6 +312,7 @@ class OrchestratorApp:
                     "from_status": e.from_status,
                     "to_status": e.to_status,
                     "reason": e.reason,
+                    "reason_code": e.reason_code,
                     "attempt": e.attempt,
                     "route": e.route,
                     "backend": e.backend,
@@ -347,6 +349,7 @@ class OrchestratorApp:
                     "tenant": st.tenant,
                     "status": e.status,
                     "reason": e.reason,
+                    "reason_code": e.reason_code,
                     "problem_type": st.problem_type,
                     "input_fingerprint": envelope["input_fingerprint"],
                     "route": e.route,
@@ -379,10 +382,10 @@ class OrchestratorApp:
                 m.JOBS_FINAL.labels(e.status, e.route or "none", st.problem_type).inc()
                 if e.gap is not None:
                     m.QUANTUM_CLASSICAL_GAP.labels(st.problem_type).observe(e.gap)
-                if e.status == "degraded":
+                if e.status == JobStatus.DEGRADED:
                     # Counted when the job ends degraded, whatever caused it (routing,
                     # a quantum failure or timeout, or the in-process rescue).
-                    m.FALLBACKS.labels(_reason_label(e.reason)).inc()
+                    m.FALLBACKS.labels(e.reason_code or DegradeReason.OTHER).inc()
                 logger.info("job %s %s via %s: %s", st.job_id, e.status, e.route, e.reason)
         self._send(rows)
 
@@ -393,23 +396,3 @@ class OrchestratorApp:
             self.producer.send_raw(r.topic, r.value, key=r.key, headers=h.to_list(r.headers))
         self.producer.flush()
         self.store.mark_sent([r.id for r in rows if r.id is not None])
-
-
-def _reason_label(reason: str) -> str:
-    """A bounded label value for a degradation reason."""
-    for key in (
-        "no executor",
-        "lag",
-        "circuit",
-        "quota",
-        "qubits",
-        "admission",
-        "unavailable",
-        "did not answer",
-        "infeasible",
-        "over_budget",
-        "transient",
-    ):
-        if key in reason:
-            return key.replace(" ", "_").replace("did_not_answer", "timeout")
-    return "other"
