@@ -35,6 +35,7 @@ from qbridge.contracts.convert import (
     quality_to_avro,
     solution_to_avro,
 )
+from qbridge.contracts.records import WorkItem
 from qbridge.errors import BusError
 from qbridge.problems.base import Problem
 from qbridge.service import log_context
@@ -322,24 +323,23 @@ class OrchestratorApp:
                 rows.append(self._row(topics.JOB_STATUS, st.job_id, value, hdrs))
             elif isinstance(e, EmitWork):
                 a = e.attempt
-                value = {
-                    "work_id": a.work_id,
-                    "job_id": st.job_id,
-                    "attempt": a.attempt,
-                    "route": a.route,
-                    "backend": a.backend,
-                    "tenant": st.tenant,
-                    "problem_type": st.problem_type,
-                    "problem": problem_branch(st.problem_type, envelope["problem"]),
-                    "time_limit_ms": a.time_limit_ms,
-                    "shots": st.shots or self.s.default_shots,
-                    "seed": st.seed,
-                    "top_n": 5,
-                    "priority": st.priority,
-                    "deadline_at": _dt(st.deadline_ms),
-                    "correlation_id": st.correlation_id,
-                    "enqueued_at": _dt(a.issued_ms),
-                }
+                value = WorkItem(
+                    work_id=a.work_id,
+                    job_id=st.job_id,
+                    attempt=a.attempt,
+                    route=a.route,
+                    backend=a.backend,
+                    tenant=st.tenant,
+                    problem_type=st.problem_type,
+                    problem=problem_branch(st.problem_type, envelope["problem"]),
+                    time_limit_ms=a.time_limit_ms,
+                    shots=st.shots or self.s.default_shots,
+                    seed=st.seed,
+                    priority=st.priority,
+                    deadline_at=_dt(st.deadline_ms),
+                    correlation_id=st.correlation_id,
+                    enqueued_at=_dt(a.issued_ms),
+                ).to_avro()
                 topic = topics.WORK_QUANTUM if a.route == "quantum" else topics.WORK_CLASSICAL
                 rows.append(self._row(topic, st.job_id, value, hdrs))
             elif isinstance(e, EmitFinal):
