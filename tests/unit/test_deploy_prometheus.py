@@ -32,7 +32,7 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 
 #: Modules whose import registers every qbridge metric (shared ones and per service).
 METRIC_MODULES = (
-    "qbridge.service.metrics",
+    "qbridge.metrics",
     "intake.app",
     "results_sink.app",
     "results_sink.store",

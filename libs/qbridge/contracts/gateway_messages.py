@@ -28,6 +28,7 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
 from qbridge.problems.base import Problem
 from qbridge.problems.registry import PROBLEM_TYPES, problem_from_dict
+from qbridge.status import ANSWERED_STATUSES, FINAL_STATUSES
 
 STATUS_TO_PB: dict[str, pb.JobStatus] = {
     "submitted": pb.JOB_STATUS_SUBMITTED,
@@ -41,7 +42,6 @@ STATUS_TO_PB: dict[str, pb.JobStatus] = {
     "rejected": pb.JOB_STATUS_REJECTED,
 }
 PB_TO_STATUS: dict[int, str] = {v: k for k, v in STATUS_TO_PB.items()}
-FINAL_STATUSES = frozenset({"succeeded", "degraded", "failed", "expired", "rejected"})
 ROUTE_TO_PB: dict[str, pb.Route] = {"quantum": pb.ROUTE_QUANTUM, "classical": pb.ROUTE_CLASSICAL}
 
 TYPED_BRANCHES = ("maxcut", "qubo", "ising", "knapsack", "portfolio", "jobshop")
@@ -387,7 +387,7 @@ def is_final(status: str | None) -> bool:
 
 def usable(outcome: Mapping[str, Any] | None) -> bool:
     """Whether a final outcome carries a feasible answer a caller can use."""
-    if not outcome or outcome.get("status") not in ("succeeded", "degraded"):
+    if not outcome or outcome.get("status") not in ANSWERED_STATUSES:
         return False
     sol = outcome.get("solution")
     return bool(sol and sol.get("feasible"))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.bus.settings import KafkaSettings
-from qbridge.service.metrics import CONSUMER_LAG
+from qbridge.metrics import CONSUMER_LAG
 from qbridge.topics import ALL_GROUPS, ConsumerGroup
 
 

@@ -37,7 +37,6 @@ from qbridge.results.read import recent_results
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 """Gives a connection for the duration of a ``with`` block (e.g. ``pool.connection``)."""
 
-FINAL_STATUSES = ("succeeded", "degraded", "failed", "expired")
 SERIES_BUCKETS = 24
 
 

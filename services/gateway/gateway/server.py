@@ -28,10 +28,10 @@ from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qbridge.metrics import CONSUMER_LAG
 from qbridge.results.read import JobReader
 from qbridge.service.auth import Authenticator
 from qbridge.service.grpc_server import bound_server, follow_readiness
-from qbridge.service.metrics import CONSUMER_LAG
 
 logger = logging.getLogger(__name__)
 

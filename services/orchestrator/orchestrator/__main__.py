@@ -12,8 +12,8 @@ from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, KafkaSett
 from qbridge.bus.admin import ensure_topics
 from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts import AvroCodec, default_registry
+from qbridge.metrics import CONSUMER_LAG
 from qbridge.service import ServiceRuntime
-from qbridge.service.metrics import CONSUMER_LAG
 
 
 def main() -> int:

@@ -23,6 +23,7 @@ from orchestrator.machine import (
 )
 from orchestrator.policy import CircuitBreaker, Decision, JobFacts, RoutingContext, decide
 from orchestrator.store import OutboxRow, Store, to_json_safe
+from qbridge import metrics as m
 from qbridge import topics
 from qbridge.bus import BusProducer, Record
 from qbridge.bus import headers as h
@@ -35,11 +36,12 @@ from qbridge.contracts.convert import (
     quality_to_avro,
     solution_to_avro,
 )
+from qbridge.contracts.records import WorkItem
 from qbridge.problems.base import Problem
 from qbridge.service import log_context
-from qbridge.service import metrics as m
 from qbridge.solvers.base import Provenance, Quality, Route, Timings
 from qbridge.solvers.fallback import last_resort
+from qbridge.status import DegradeReason, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -302,6 +304,7 @@ class OrchestratorApp:
                     "from_status": e.from_status,
                     "to_status": e.to_status,
                     "reason": e.reason,
+                    "reason_code": e.reason_code,
                     "attempt": e.attempt,
                     "route": e.route,
                     "backend": e.backend,
@@ -311,24 +314,23 @@ class OrchestratorApp:
                 rows.append(self._row(topics.JOB_STATUS, st.job_id, value, hdrs))
             elif isinstance(e, EmitWork):
                 a = e.attempt
-                value = {
-                    "work_id": a.work_id,
-                    "job_id": st.job_id,
-                    "attempt": a.attempt,
-                    "route": a.route,
-                    "backend": a.backend,
-                    "tenant": st.tenant,
-                    "problem_type": st.problem_type,
-                    "problem": problem_branch(st.problem_type, envelope["problem"]),
-                    "time_limit_ms": a.time_limit_ms,
-                    "shots": st.shots or self.s.default_shots,
-                    "seed": st.seed,
-                    "top_n": 5,
-                    "priority": st.priority,
-                    "deadline_at": _dt(st.deadline_ms),
-                    "correlation_id": st.correlation_id,
-                    "enqueued_at": _dt(a.issued_ms),
-                }
+                value = WorkItem(
+                    work_id=a.work_id,
+                    job_id=st.job_id,
+                    attempt=a.attempt,
+                    route=a.route,
+                    backend=a.backend,
+                    tenant=st.tenant,
+                    problem_type=st.problem_type,
+                    problem=problem_branch(st.problem_type, envelope["problem"]),
+                    time_limit_ms=a.time_limit_ms,
+                    shots=st.shots or self.s.default_shots,
+                    seed=st.seed,
+                    priority=st.priority,
+                    deadline_at=_dt(st.deadline_ms),
+                    correlation_id=st.correlation_id,
+                    enqueued_at=_dt(a.issued_ms),
+                ).to_avro()
                 topic = topics.WORK_QUANTUM if a.route == "quantum" else topics.WORK_CLASSICAL
                 rows.append(self._row(topic, st.job_id, value, hdrs))
             elif isinstance(e, EmitFinal):
@@ -338,6 +340,7 @@ class OrchestratorApp:
                     "tenant": st.tenant,
                     "status": e.status,
                     "reason": e.reason,
+                    "reason_code": e.reason_code,
                     "problem_type": st.problem_type,
                     "input_fingerprint": envelope["input_fingerprint"],
                     "route": e.route,
@@ -370,10 +373,10 @@ class OrchestratorApp:
                 m.JOBS_FINAL.labels(e.status, e.route or "none", st.problem_type).inc()
                 if e.gap is not None:
                     m.QUANTUM_CLASSICAL_GAP.labels(st.problem_type).observe(e.gap)
-                if e.status == "degraded":
+                if e.status == JobStatus.DEGRADED:
                     # Counted when the job ends degraded, whatever caused it (routing,
                     # a quantum failure or timeout, or the in-process rescue).
-                    m.FALLBACKS.labels(_reason_label(e.reason)).inc()
+                    m.FALLBACKS.labels(e.reason_code or DegradeReason.OTHER).inc()
                 logger.info("job %s %s via %s: %s", st.job_id, e.status, e.route, e.reason)
         self._send(rows)
 
@@ -384,23 +387,3 @@ class OrchestratorApp:
             self.producer.send_raw(r.topic, r.value, key=r.key, headers=h.to_list(r.headers))
         self.producer.flush()
         self.store.mark_sent([r.id for r in rows if r.id is not None])
-
-
-def _reason_label(reason: str) -> str:
-    """A bounded label value for a degradation reason."""
-    for key in (
-        "no executor",
-        "lag",
-        "circuit",
-        "quota",
-        "qubits",
-        "admission",
-        "unavailable",
-        "did not answer",
-        "infeasible",
-        "over_budget",
-        "transient",
-    ):
-        if key in reason:
-            return key.replace(" ", "_").replace("did_not_answer", "timeout")
-    return "other"

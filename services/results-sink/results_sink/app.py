@@ -20,8 +20,8 @@ from prometheus_client import Gauge
 
 from qbridge.bus import BusConsumer, Record
 from qbridge.errors import ErrorClass, QBridgeError, StoreUnavailableError, classify
+from qbridge.metrics import RETRIES, STAGE_DURATION
 from qbridge.service import log_context
-from qbridge.service.metrics import RETRIES, STAGE_DURATION
 from results_sink import SERVICE_NAME
 from results_sink import mapping as m
 from results_sink.store import WriteResult, translate
