@@ -7,6 +7,7 @@ from typing import Any
 
 from qbridge.errors import InvalidProblemError
 from qbridge.problems.base import Problem
+from qbridge.problems.classification import Classification
 from qbridge.problems.knapsack import Knapsack
 from qbridge.problems.maxcut import MaxCut
 from qbridge.problems.portfolio import Portfolio
@@ -14,7 +15,8 @@ from qbridge.problems.qubo_problem import IsingProblem, QuboProblem
 from qbridge.problems.scheduling import JobShop
 
 PROBLEM_TYPES: dict[str, type[Problem]] = {
-    cls.kind: cls for cls in (MaxCut, QuboProblem, IsingProblem, Knapsack, Portfolio, JobShop)
+    cls.kind: cls
+    for cls in (MaxCut, QuboProblem, IsingProblem, Knapsack, Portfolio, JobShop, Classification)
 }
 """Every problem type by ``kind``."""
 
