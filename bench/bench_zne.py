@@ -4,7 +4,7 @@ Question: how much closer to the noiseless value is a QAOA expectation
 estimated on ``fake_noisy`` (Aer with a fake IBM device's noise model) with ZNE
 than without, and at what shot cost?
 
-For each instance (weighted 3-regular MaxCut, p = 1) the angles are those
+For each instance (weighted 3-regular MaxCut from ``qbridge.samples``, p = 1) the angles are those
 QAOA finds on the exact statevector backend; the *reference* is the exact
 (noiseless) expectation of the scaled Ising energy at those angles. At the same
 angles, ``repeats`` independent estimates are taken on the noisy backend:
@@ -22,7 +22,7 @@ against ``raw`` (plus the depth-weighted ratio: a folded circuit runs
 
 Usage::
 
-    .venv/bin/python bench/bench_zne.py            # full run (~4 min on 2 cores)
+    .venv/bin/python bench/bench_zne.py            # full run (~4 min on 2 shared cores)
     .venv/bin/python bench/bench_zne.py --quick    # smoke run (~1 min)
 
 Prints a table and writes JSON to ``bench/results/``.
@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from qbridge.problems.maxcut import MaxCut
+from qbridge.problems.base import Problem
+from qbridge.samples import regular_maxcut
 from qbridge.solvers.base import Budget
 from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, TranspileCache, make_backend
 from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit, expand_angles
@@ -53,23 +54,11 @@ DEVICE = "FakeGuadalupeV2"
 CONFIGS = (ZneSettings((1, 3, 5), "richardson"), ZneSettings((1, 3), "richardson"))
 
 
-def regular_graph(n: int, seed: int) -> MaxCut:
-    """Random 3-regular graph (pairing model, retried until simple), weights 0.5..2."""
-    rng = random.Random(f"zne-3-regular-{n}-{seed}")
-    while True:
-        stubs = [v for v in range(n) for _ in range(3)]
-        rng.shuffle(stubs)
-        pairs = {tuple(sorted(stubs[i : i + 2])) for i in range(0, len(stubs), 2)}
-        if len(pairs) == 3 * n // 2 and all(a != b for a, b in pairs):
-            edges = [[a, b, round(rng.uniform(0.5, 2.0), 3)] for a, b in sorted(pairs)]
-            return MaxCut.from_dict({"num_nodes": n, "edges": edges})
-
-
 def label(z: ZneSettings) -> str:
     return f"zne_{'-'.join(map(str, z.scale_factors))}_{z.extrapolation}"
 
 
-def instance_errors(problem: MaxCut, shots: int, repeats: int, seed: int) -> dict[str, Any]:
+def instance_errors(problem: Problem, shots: int, repeats: int, seed: int) -> dict[str, Any]:
     """Errors of every method on one instance (``repeats`` estimates each)."""
     optimal = QaoaSolver("aer_statevector", QaoaSettings(p=1), cache=TranspileCache()).solve(
         problem, Budget(seed=seed)
@@ -108,7 +97,7 @@ def instance_errors(problem: MaxCut, shots: int, repeats: int, seed: int) -> dic
         timings[label(z)] = time.perf_counter() - t
         estimates[label(z)] = result.values
     return {
-        "num_qubits": problem.num_nodes,
+        "num_qubits": problem.num_variables,
         "depth": prepared.depth,
         "exact": exact,
         "errors": {k: np.abs(v - exact).tolist() for k, v in estimates.items()},
@@ -150,12 +139,13 @@ def main() -> None:
     if args.quick:
         sizes, seeds, shots, repeats = [4], 2, 1000, 3
     else:
-        sizes, seeds, shots, repeats = [4, 6, 8], 3, 2000, 4
+        sizes, seeds, shots, repeats = [4, 6], 4, 2000, 4
     started = time.perf_counter()
     instances = []
     for n in sizes:
         for s in range(seeds):
-            inst = instance_errors(regular_graph(n, s), shots, repeats, seed=100 + s)
+            graph = regular_maxcut(n, random.Random(f"zne-{n}-{s}"))
+            inst = instance_errors(graph, shots, repeats, seed=100 + s)
             instances.append(inst)
             means = {k: f"{np.mean(v):.3f}" for k, v in inst["errors"].items()}
             print(f"n={n} seed={s} exact={inst['exact']:.3f} depth={inst['depth']} {means}")

@@ -3,7 +3,7 @@
 A problem file is one JSON object::
 
     {
-      "type": "maxcut",                          # maxcut, qubo, ising, knapsack, portfolio, jobshop
+      "type": "maxcut",          # maxcut, qubo, ising, knapsack, portfolio, jobshop, classification
       "problem": {"num_nodes": 3, "edges": [[0, 1, 1.0], [1, 2, 2.0]]},
       "options": {"fallback_policy": "auto", "priority": 5},   # optional
       "description": "free text"                 # optional, ignored
@@ -27,7 +27,7 @@ from typing import Any
 
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 
-PROBLEM_TYPES = ("maxcut", "qubo", "ising", "knapsack", "portfolio", "jobshop")
+PROBLEM_TYPES = ("maxcut", "qubo", "ising", "knapsack", "portfolio", "jobshop", "classification")
 OPTION_KEYS = frozenset(
     {
         "fallback_policy",

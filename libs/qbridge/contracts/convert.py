@@ -22,6 +22,7 @@ _BRANCHES: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"expected_returns", "covariance", "budget", "risk_aversion"}),
     ),
     "jobshop": ("qbridge.JobShopProblem", frozenset({"jobs"})),
+    "classification": ("qbridge.ClassificationProblem", frozenset({"features", "labels", "folds"})),
 }
 
 
@@ -74,7 +75,7 @@ def problem_from_avro(problem_type: str, avro_problem: Mapping[str, Any]) -> Pro
         }
     elif problem_type == "jobshop":
         data = {"jobs": [[[op["machine"], op["duration"]] for op in job] for job in p["jobs"]]}
-    else:  # knapsack, portfolio: same shape on both sides
+    else:  # knapsack, portfolio, classification: same shape on both sides
         data = dict(p)
     return problem_from_dict(problem_type, data)
 

@@ -89,6 +89,8 @@ class _KernelSolverBase(Solver):
 
     quantum: bool
     backend: str
+    problem_type = Classification.kind
+    """The work items' ``problem_type`` these solvers take (executors dispatch on it)."""
 
     def __init__(self, settings: KernelSettings | None = None) -> None:
         self.settings = settings or KernelSettings()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from qbridge.problems.base import Problem
+from qbridge.problems.classification import Classification
 from qbridge.problems.knapsack import Knapsack
 from qbridge.problems.portfolio import Portfolio
 from qbridge.problems.scheduling import JobShop
@@ -36,6 +37,10 @@ def last_resort(problem: Problem, seed: int, time_limit_s: float = 0.05) -> Cand
         assignments = [a for a, _ in heuristics.portfolio_greedy(problem).solutions]
     elif isinstance(problem, JobShop):
         assignments = [a for a, _ in heuristics.jobshop_dispatch(problem).solutions]
+    elif isinstance(problem, Classification):
+        # No model trains in milliseconds: the majority class, the accuracy floor.
+        majority = max(problem.classes, key=lambda c: (problem.labels.count(c), -c))
+        assignments = [(majority,) * problem.num_variables]
     else:
         enc = problem.to_qubo()
         res = heuristics.qubo_local_search(enc.qubo, seed=seed, pool_size=3, deadline=deadline)

@@ -40,8 +40,8 @@ JOB_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:qbridge:job")
 
 MAX_SEED = 2**63 - 1
 
-_INTEGER_OUTPUT_KINDS = frozenset({"jobshop"})
-"""Problem types whose solution values are integers (start times), not bits."""
+_INTEGER_OUTPUT_KINDS = frozenset({"jobshop", "classification"})
+"""Problem types whose solution values are integers (start times, labels), not bits."""
 
 
 class InvalidRequestError(InvalidProblemError):

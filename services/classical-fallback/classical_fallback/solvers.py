@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from qbridge.errors import BackendUnavailableError
+from qbridge.qml.solvers import KernelBaselineSolver
 from qbridge.solvers.base import Solver
 from qbridge.solvers.classical import CpSatSettings, CpSatSolver
 
@@ -21,6 +22,7 @@ class ClassicalSolvers:
     def __init__(self, backends: Iterable[str], settings: CpSatSettings | None = None) -> None:
         self.backends = frozenset(backends)
         self.solver: Solver = CpSatSolver(settings)
+        self.classifier: Solver = KernelBaselineSolver()
 
     def prewarm(self, backends: Iterable[str]) -> None:
         """Nothing to build ahead: CP-SAT models are made per problem."""
@@ -37,4 +39,6 @@ class ClassicalSolvers:
                 f"classical backend {backend!r} is not served here "
                 f"(available: {', '.join(sorted(self.backends))})"
             )
+        if item.get("problem_type") == KernelBaselineSolver.problem_type:
+            return self.classifier
         return self.solver

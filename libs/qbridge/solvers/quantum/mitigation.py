@@ -37,7 +37,7 @@ from qiskit import QuantumCircuit
 from qiskit.quantum_info import SparsePauliOp
 
 from qbridge.errors import ConfigurationError
-from qbridge.solvers.quantum.backends import FloatArray, PreparedCircuit, QuantumBackend
+from qbridge.solvers.quantum.base import FloatArray, PreparedCircuit, QuantumBackend
 
 logger = logging.getLogger(__name__)
 
