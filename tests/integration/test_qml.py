@@ -1,8 +1,11 @@
-"""End to end: a classification job through every service (real Kafka, real PostgreSQL).
+"""End to end on the real local stack (every service, Kafka, PostgreSQL): QML and mitigation.
 
-The quantum route runs the fidelity quantum kernel and the RBF baseline on the
-same folds; the classical route (``classical_only``) runs the baseline alone.
-Both answers are stored by results-sink with the accuracies in the provenance.
+* A classification job: the quantum route runs the fidelity quantum kernel and
+  the RBF baseline on the same folds; the classical route (``classical_only``)
+  runs the baseline alone. Both answers are stored by results-sink with the
+  accuracies in the provenance.
+* Zero-noise extrapolation switched on in the quantum executor: a QAOA job of a
+  tenant routed to ``fake_noisy`` is stored with the ZNE settings and shot cost.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import pytest
 
 from devstack.pipeline import Pipeline
 from qbridge.bus import BusProducer
-from qbridge.problems import Classification
-from tests.integration.test_pipeline import pipeline, producer, submit
+from qbridge.problems import Classification, MaxCut
+from tests.integration.test_pipeline import _restart_with, pipeline, producer, submit
 
 __all__ = ["pipeline", "producer"]  # module-scoped fixtures shared with test_pipeline
 
@@ -93,3 +96,30 @@ def test_classification_job_records_quantum_and_baseline_accuracies(
     # Same seed, same folds: the classical route reproduces the quantum job's baseline.
     assert baseline["folds"] == info["folds"]
     assert baseline["baseline_accuracy"] == pytest.approx(info["baseline_accuracy"])
+
+
+def test_zne_on_the_noisy_backend_is_recorded_in_the_stored_provenance(
+    pipeline: Pipeline, producer: BusProducer, database_url: str
+) -> None:
+    _restart_with(
+        pipeline, "orchestrator", QBRIDGE_TENANT_BACKENDS=json.dumps({"zne": "fake_noisy"})
+    )
+    _restart_with(pipeline, "quantum-executor", QBRIDGE_QAOA_ZNE_SCALE_FACTORS="[1, 3]")
+    try:
+        problem = MaxCut.from_dict(
+            {"num_nodes": 4, "edges": [[0, 1, 1.0], [1, 2, 2.0], [2, 3, 1.0], [0, 3, 1.5]]}
+        )
+        corr = submit(producer, problem, tenant="zne", shot_budget=4096, timeout_ms=60_000)
+        row = stored(database_url, corr, pipeline)
+    finally:
+        _restart_with(pipeline, "orchestrator", QBRIDGE_TENANT_BACKENDS=None)
+        _restart_with(pipeline, "quantum-executor", QBRIDGE_QAOA_ZNE_SCALE_FACTORS=None)
+    assert (row["status"], row["route"]) == ("succeeded", "quantum"), row
+    prov = row["provenance"]
+    assert prov["backend"] == "fake_noisy"
+    settings = prov["settings"]
+    assert settings["zne"] == {"scale_factors": [1, 3], "extrapolation": "richardson"}
+    assert settings["zne_applied"] is True
+    # Every optimizer estimate also ran folded (scale 3), with the executor's 256 eval shots.
+    assert settings["zne_shots"] == settings["parameter_sets_evaluated"] * 256 > 0
+    assert prov["shots"] == 2 * settings["zne_shots"] + settings["final_shots"]
