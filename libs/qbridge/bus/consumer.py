@@ -293,8 +293,11 @@ class BusConsumer:
     def _dead_letter(
         self, msg: KafkaMessage, exc: BaseException, attempt: int, cls: ErrorClass | None = None
     ) -> None:
-        self.dlq.publish(msg, exc, attempt=attempt, error_class=cls)
-        self.dlq.producer.flush()
+        if not self.dlq.publish(msg, exc, attempt=attempt, error_class=cls):
+            # No durable DLQ copy (broker unreachable?): keep the message, try again later.
+            self._rewind(msg)
+            self._wait_alive(self.max_backoff_s)
+            return
         self._store(msg)
         self.dead_lettered += 1
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qbridge.problems.limits import Limits
+from qbridge.topics import MAX_REQUEST_BYTES
 
 _LIMITS = Limits()
 
@@ -43,6 +44,9 @@ class ProblemLimitsSettings(BaseSettings):
         max_jobshop_operations: Job-shop operations.
         max_jobshop_horizon: Job-shop sum of durations.
         max_knapsack_capacity: Knapsack capacity.
+        max_request_bytes: Byte budget of one encoded request (``QBRIDGE_MAX_REQUEST_BYTES``);
+            larger ones are rejected before they are parsed ("too large"). Keep it below
+            the producers' ``message.max.bytes`` (see :data:`qbridge.topics.MAX_REQUEST_BYTES`).
     """
 
     model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore")
@@ -53,6 +57,7 @@ class ProblemLimitsSettings(BaseSettings):
     max_jobshop_operations: int | None = _LIMITS.max_jobshop_operations
     max_jobshop_horizon: int | None = _LIMITS.max_jobshop_horizon
     max_knapsack_capacity: int | None = _LIMITS.max_knapsack_capacity
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
     def limits(self) -> Limits:
         """The problem size limits."""
