@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +60,18 @@ _MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        # One charge per (job, attempt): a redelivered solver outcome must not charge twice.
+        """
+        CREATE TABLE orch_usage_charges (
+            job_id     text NOT NULL,
+            attempt    int NOT NULL,
+            charged_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (job_id, attempt)
+        );
+        """,
+    ),
 ]
 _LOCK_ID = 0x0B1D6E  # advisory lock serializing migrations across replicas
 
@@ -90,8 +103,32 @@ class Store:
         )
 
     def open(self, timeout: float = 30.0) -> None:
-        """Open the pool and apply pending migrations."""
-        self._pool.open(wait=True, timeout=timeout)
+        """Open the pool and apply pending migrations, waiting for PostgreSQL if it is down.
+
+        Args:
+            timeout: How long to keep retrying while the database is unreachable
+                (a restart of PostgreSQL or of the whole stack must not fail start-up).
+
+        Raises:
+            StoreUnavailableError: Still unreachable after ``timeout`` seconds.
+        """
+        self._pool.open(wait=False)  # connects in the background, retrying
+        deadline = time.monotonic() + timeout
+        backoff = 0.5
+        while True:
+            try:
+                self._migrate()
+                return
+            except StoreUnavailableError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                pause = min(backoff, left)
+                logger.warning("database not reachable yet (%s); retrying in %.1fs", exc, pause)
+                time.sleep(pause)
+                backoff = min(backoff * 2, 5.0)
+
+    def _migrate(self) -> None:
         with self.transaction() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             conn.execute(
@@ -240,15 +277,29 @@ class Store:
     # --- tenant usage -----------------------------------------------------------------
 
     def add_usage(
-        self, conn: psycopg.Connection[Any], tenant: str, shots: int, cost_units: float
-    ) -> None:
-        """Charge quantum usage to a tenant."""
-        conn.execute(
-            "INSERT INTO orch_tenant_usage (tenant, shots, cost_units) VALUES (%s, %s, %s)"
+        self,
+        conn: psycopg.Connection[Any],
+        tenant: str,
+        shots: int,
+        cost_units: float,
+        job_id: str,
+        attempt: int,
+    ) -> bool:
+        """Charge the quantum usage of one attempt of a job to its tenant, at most once.
+
+        Returns:
+            False if this (job, attempt) was charged before (a redelivered outcome).
+        """
+        row = conn.execute(
+            "WITH charge AS (INSERT INTO orch_usage_charges (job_id, attempt) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1)"
+            " INSERT INTO orch_tenant_usage (tenant, shots, cost_units)"
+            " SELECT %s, %s, %s FROM charge"
             " ON CONFLICT (tenant) DO UPDATE SET shots = orch_tenant_usage.shots + EXCLUDED.shots,"
-            " cost_units = orch_tenant_usage.cost_units + EXCLUDED.cost_units",
-            (tenant, shots, cost_units),
-        )
+            " cost_units = orch_tenant_usage.cost_units + EXCLUDED.cost_units RETURNING 1",
+            (job_id, attempt, tenant, shots, cost_units),
+        ).fetchone()
+        return row is not None
 
     def usage(self, tenant: str) -> tuple[int, float]:
         """Shots and cost units a tenant has used on quantum routes so far."""
