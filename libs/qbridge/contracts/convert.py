@@ -8,6 +8,7 @@ from typing import Any
 
 from qbridge.errors import InvalidProblemError
 from qbridge.problems.base import Problem
+from qbridge.problems.limits import Limits
 from qbridge.problems.registry import problem_from_dict
 from qbridge.solvers.base import Candidate, Outcome, Provenance, Quality
 
@@ -34,8 +35,15 @@ def branch_type(avro_problem: Mapping[str, Any]) -> str | None:
     return None
 
 
-def problem_from_avro(problem_type: str, avro_problem: Mapping[str, Any]) -> Problem:
+def problem_from_avro(
+    problem_type: str, avro_problem: Mapping[str, Any], limits: Limits | None = None
+) -> Problem:
     """Validate and normalize the problem of a request/envelope/work item.
+
+    Args:
+        problem_type: The declared type.
+        avro_problem: The decoded Avro problem record.
+        limits: If given, sizes are checked first, before any per-term validation.
 
     Raises:
         InvalidProblemError: Unknown type, a branch that contradicts ``problem_type``,
@@ -76,7 +84,7 @@ def problem_from_avro(problem_type: str, avro_problem: Mapping[str, Any]) -> Pro
         data = {"jobs": [[[op["machine"], op["duration"]] for op in job] for job in p["jobs"]]}
     else:  # knapsack, portfolio: same shape on both sides
         data = dict(p)
-    return problem_from_dict(problem_type, data)
+    return problem_from_dict(problem_type, data, limits)
 
 
 def problem_to_avro(problem: Problem) -> tuple[str, dict[str, Any]]:
