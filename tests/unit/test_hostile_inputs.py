@@ -169,3 +169,13 @@ def test_deeply_nested_json_is_a_typed_error(tmp_path: Path) -> None:
     path.write_text('{"type": "maxcut", "problem": ' + deep + "}")
     with pytest.raises(ProblemFileError, match="levels deep"):
         load(path)
+
+
+def test_findings_of_the_intake_fuzzer_are_typed_errors() -> None:
+    # An unhashable fallback policy; a problem record whose items are not records.
+    with pytest.raises(InvalidRequestError) as info:
+        accept(request(fallback_policy=["auto"]), NOW, Limits())
+    assert info.value.field == "fallback_policy"
+    with pytest.raises(InvalidProblemError, match="not a valid maxcut record") as err:
+        accept(request(problem={"num_nodes": 2, "edges": [[0, 1, 1.0]]}), NOW, Limits())
+    assert err.value.field == "problem"

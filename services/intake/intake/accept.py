@@ -274,7 +274,7 @@ def accept(
         )
 
     policy = request.get("fallback_policy", "auto")
-    if policy not in FALLBACK_POLICIES:
+    if not isinstance(policy, str) or policy not in FALLBACK_POLICIES:
         raise _bad(
             "fallback_policy",
             f"must be one of {', '.join(sorted(FALLBACK_POLICIES))}, got {policy!r}",
