@@ -10,10 +10,10 @@ import socket
 from typing import Any
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from devstack.kafka import DEFAULT_BROKER_CONFIG
-from qbridge.bus import BusProducer, DeadLetterPublisher, KafkaSettings
+from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, KafkaSettings
 from qbridge.bus import headers as h
 from qbridge.bus.dlq import DLQ_TRUNCATED
 from qbridge.contracts import AvroCodec
@@ -149,3 +149,24 @@ def test_dlq_publish_never_raises(codec: AvroCodec) -> None:
     dlq = DeadLetterPublisher(fake, "intake")  # type: ignore[arg-type]
     assert dlq.publish(_msg(b"abc"), ValueError("bad")) is False
     assert dlq.published == 0
+
+
+class _RevokedConsumer:
+    """A librdkafka consumer whose partition was revoked: storing an offset fails."""
+
+    def store_offsets(self, message: Any) -> None:
+        raise KafkaException(KafkaError(KafkaError._STATE, "StoreOffsets failed"))
+
+
+def test_storing_an_offset_of_a_revoked_partition_does_not_crash(codec: AvroCodec) -> None:
+    # Seen in `make chaos`: after a broker restart, every consumer died in store_offsets.
+    consumer = BusConsumer.__new__(BusConsumer)
+    consumer._consumer = _RevokedConsumer()  # type: ignore[assignment]
+    consumer._store(_msg(b"v"))  # logged, not raised: the partition's new owner re-reads it
+    consumer._consumer.store_offsets = _raise_other  # type: ignore[method-assign]
+    with pytest.raises(KafkaException):
+        consumer._store(_msg(b"v"))
+
+
+def _raise_other(message: Any) -> None:
+    raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "other"))

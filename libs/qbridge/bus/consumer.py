@@ -302,7 +302,21 @@ class BusConsumer:
         self.dead_lettered += 1
 
     def _store(self, msg: KafkaMessage) -> None:
-        self._consumer.store_offsets(message=msg)
+        try:
+            self._consumer.store_offsets(message=msg)
+        except KafkaException as exc:
+            # The partition was revoked meanwhile (e.g. a rebalance after a broker restart):
+            # its new owner re-reads the message, and handlers are idempotent.
+            if exc.args and exc.args[0].code() == KafkaError._STATE:
+                logger.warning(
+                    "offset of %s[%s]@%s not stored, partition no longer assigned: %s",
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    exc,
+                )
+                return
+            raise
 
     # --- lifecycle ----------------------------------------------------------------------
 
