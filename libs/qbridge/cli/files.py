@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
+from qbridge.errors import InvalidProblemError
+from qbridge.problems.payload import parse_json
 
 PROBLEM_TYPES = ("maxcut", "qubo", "ising", "knapsack", "portfolio", "jobshop", "classification")
 OPTION_KEYS = frozenset(
@@ -58,9 +60,9 @@ def load(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ProblemFileError(f"{path}: {exc.strerror or exc}") from exc
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ProblemFileError(f"{path}: not valid JSON: {exc}") from exc
+        doc = parse_json(text, field=str(path))
+    except InvalidProblemError as exc:  # invalid JSON, or nested absurdly deep
+        raise ProblemFileError(str(exc)) from exc
     if not isinstance(doc, dict):
         raise ProblemFileError(f"{path}: must be a JSON object with 'type' and 'problem'")
     unknown = set(doc) - {"type", "problem", "options", "description"}

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from qbridge.errors import InvalidProblemError
 from qbridge.problems._validation import (
+    MAX_DIMENSION,
     as_int,
     check_binary_assignment,
     check_payload,
@@ -43,7 +44,7 @@ class MaxCut(Problem):
     edges: tuple[tuple[int, int, float], ...] = ()
 
     def __post_init__(self) -> None:
-        n = as_int(self.num_nodes, "num_nodes", minimum=1)
+        n = as_int(self.num_nodes, "num_nodes", minimum=1, maximum=MAX_DIMENSION)
         merged = index_triples(self.edges, n, "edges", allow_diagonal=False)
         object.__setattr__(self, "num_nodes", n)
         object.__setattr__(self, "edges", tuple((i, j, w) for (i, j), w in merged.items()))
