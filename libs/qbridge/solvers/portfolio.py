@@ -252,6 +252,8 @@ class ClassicalPortfolio(Solver):
         out = self.cpsat.solve_from(problem, left, starts or None)
         inc.cpsat = out
         improved = inc.offer("cp-sat", [c.assignment for c in out.candidates])
+        if out.quality.proven_optimal:
+            inc.member = "cp-sat"  # whoever found it first, the proof is CP-SAT's
         inc.note("cp-sat", time.monotonic() - t, status=out.provenance.settings.get("status"))
         # A proof is news even when the answer is unchanged (callers may stop waiting).
         if improved or out.quality.proven_optimal:
@@ -274,6 +276,7 @@ class ClassicalPortfolio(Solver):
             backend_version=(ORTOOLS_VERSION if inc.member == "cp-sat" else DWAVE_SAMPLERS_VERSION),
             sdk_versions=dict(SDK_VERSIONS),
             settings={
+                **(inc.cpsat.provenance.settings if inc.cpsat is not None else {}),
                 "portfolio": self.name,
                 "strategy": strategy_for(problem).kind,
                 "runs": inc.log,
