@@ -161,6 +161,7 @@ class AnnealSettings:
             measured one.
         node_sweep_s: Nominal cost of one sweep per variable (seconds).
         term_sweep_s: Nominal cost of one sweep per quadratic term (seconds).
+        sweep_s: Nominal fixed cost of one sweep (seconds).
     """
 
     first_share: float = 0.1
@@ -174,6 +175,7 @@ class AnnealSettings:
     deterministic: bool = False
     node_sweep_s: float = 25e-9
     term_sweep_s: float = 2.5e-9
+    sweep_s: float = 0.3e-6
 
 
 @dataclass(frozen=True)
@@ -221,8 +223,8 @@ def anneal_runs(
     bqm = model.bqm()
     order = list(range(model.num_variables))
     sampler = SimulatedAnnealingSampler()
-    nominal = 1.0 / max(
-        1e-12, st.node_sweep_s * model.num_variables + st.term_sweep_s * 2 * model.num_terms
+    nominal = 1.0 / (
+        st.sweep_s + st.node_sweep_s * model.num_variables + st.term_sweep_s * 2 * model.num_terms
     )
     rate = nominal
     beta_range = default_beta_range(model)
