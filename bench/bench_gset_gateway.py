@@ -33,8 +33,8 @@ from typing import Any
 
 import grpc
 
-from bench_gateway import KEY, MARGIN_MS, META, problem_msg
-from devstack.pipeline import Pipeline, ServiceProcess, free_port
+from bench_gateway import MARGIN_MS, META, gateway_process, problem_msg
+from devstack.pipeline import Pipeline, free_port
 from devstack.stack import LocalStack
 from gset import GSET_DIR, GsetGraph, load_gset
 from qbridge.bus import KafkaSettings, ensure_topics
@@ -143,18 +143,7 @@ def main() -> None:
         ensure_topics(KafkaSettings(bootstrap_servers=stack.bootstrap_servers))
         pipeline = Pipeline(stack.bootstrap_servers, stack.dsn, Path(logs))
         port = free_port()
-        gateway = ServiceProcess(
-            "gateway",
-            "gateway",
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
-                "DATABASE_URL": stack.dsn,
-                "QBRIDGE_GRPC_HOST": "127.0.0.1",
-                "QBRIDGE_GRPC_PORT": str(port),
-                "QBRIDGE_API_KEYS": json.dumps({KEY: "bench"}),
-            },
-            Path(logs),
-        )
+        gateway = gateway_process(stack, port, Path(logs))
         try:
             pipeline.start()
             gateway.start()

@@ -18,7 +18,7 @@ from qbridge.solvers.portfolio import (
     instant_outcome,
 )
 from qbridge.solvers.strategy import STRATEGIES, strategy_for
-from tests.unit.test_classical import jobshop_brute_force
+from tests.unit.test_classical import GENERATORS, jobshop_brute_force
 from tests.unit.test_problems import (
     brute_force,
     rand_ising,
@@ -37,13 +37,7 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-6 * max(1.0, abs(b))
 
 
-SMALL = {
-    "maxcut": lambda rng: rand_maxcut(rng, rng.randint(6, 12), p=rng.choice([0.3, 0.6, 1.0])),
-    "qubo": lambda rng: rand_qubo(rng, rng.randint(6, 12)),
-    "ising": lambda rng: rand_ising(rng, rng.randint(6, 12)),
-    "knapsack": lambda rng: rand_knapsack(rng, rng.randint(6, 12)),
-    "portfolio": lambda rng: rand_portfolio(rng, rng.randint(6, 10)),
-}
+SMALL = GENERATORS
 
 
 @pytest.mark.parametrize("kind", sorted(SMALL))
