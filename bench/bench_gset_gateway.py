@@ -131,6 +131,7 @@ def markdown(rows: list[dict[str, Any]], repeat: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="calls per graph and deadline")
+    parser.add_argument("--logs", type=Path, default=None, help="keep the services' logs here")
     args = parser.parse_args()
     graphs = load_gset()
     if not graphs:
@@ -139,11 +140,13 @@ def main() -> None:
     print(f"Gset graphs read from {GSET_DIR}: {', '.join(g.name for g in graphs)}")
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    with LocalStack() as stack, tempfile.TemporaryDirectory() as logs:
+    with LocalStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        logs = args.logs or Path(tmp)
+        logs.mkdir(parents=True, exist_ok=True)
         ensure_topics(KafkaSettings(bootstrap_servers=stack.bootstrap_servers))
-        pipeline = Pipeline(stack.bootstrap_servers, stack.dsn, Path(logs))
+        pipeline = Pipeline(stack.bootstrap_servers, stack.dsn, logs)
         port = free_port()
-        gateway = gateway_process(stack, port, Path(logs))
+        gateway = gateway_process(stack, port, logs)
         try:
             pipeline.start()
             gateway.start()

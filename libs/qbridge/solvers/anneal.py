@@ -276,6 +276,16 @@ def anneal_runs(
         yield result
 
 
+def descend(model: BinaryModel, start: Bits, seed: int = 0) -> Bits:
+    """Steepest 1-flip descent (``SteepestDescentSolver``, C++) from a 0/1 state."""
+    ss = SteepestDescentSolver().sample(
+        model.bqm(),
+        initial_states=(model.from_bits(start)[None, :], list(range(model.num_variables))),
+        seed=seed,
+    )
+    return _result("steepest-descent", model, ss, 0, 0.0).bits
+
+
 def default_beta_range(model: BinaryModel, excitation_rate: float = 0.01) -> tuple[float, float]:
     """dwave-samplers' default inverse-temperature range, computed with numpy.
 

@@ -4,7 +4,7 @@ The one home of the platform's classical answers: the gateway's local answer, th
 classical executor's solver and the orchestrator's last resort all call this module.
 Per-type behaviour comes from the registry in :mod:`qbridge.solvers.strategy`:
 
-1. an *instant* incumbent (greedy constructions, about a millisecond);
+1. an *instant* incumbent (greedy constructions or a C++ steepest descent, milliseconds);
 2. for types whose entry says CP-SAT leads (small instances, knapsack, job shop): a
    short native-heuristic phase, then CP-SAT (:class:`~qbridge.solvers.classical.CpSatSolver`)
    on the exact model, hinted with the incumbent, for the time left;
@@ -29,7 +29,12 @@ import numpy as np
 
 from qbridge.errors import NotEligibleError
 from qbridge.problems.base import Problem
-from qbridge.solvers.anneal import DWAVE_SAMPLERS_VERSION, AnnealSettings, anneal_runs
+from qbridge.solvers.anneal import (
+    DWAVE_SAMPLERS_VERSION,
+    AnnealSettings,
+    BinaryModel,
+    anneal_runs,
+)
 from qbridge.solvers.base import (
     Budget,
     Candidate,
@@ -188,7 +193,8 @@ class ClassicalPortfolio(Solver):
         deadline = started + max(0.0, budget.time_limit_s) - self.settings.reserve_s
         entry = strategy_for(problem)
         inc = _Incumbent(problem, budget.top_n, started)
-        repaired = [entry.repair(problem, a) for a in entry.instant(problem)]
+        model = entry.model(problem) if entry.model is not None else None
+        repaired = [entry.repair(problem, a) for a in entry.instant(problem, model)]
         inc.offer("greedy", repaired)
         inc.note("greedy", time.monotonic() - started)
         self._emit(emit, problem, budget, inc)
@@ -197,10 +203,10 @@ class ClassicalPortfolio(Solver):
             and (self.settings.use_cpsat or entry.model is None)
             and self.cpsat.eligibility(problem).eligible
         )
-        if not inc.proven() and entry.model is not None:
+        if not inc.proven() and model is not None:
             share = self.settings.heuristic_share if exact else 1.0
             until = (started + share * (deadline - started), share * budget.time_limit_s)
-            self._heuristics(entry, problem, budget, inc, until, emit)
+            self._heuristics(entry, model, problem, budget, inc, until, emit)
         if exact and not inc.proven() and deadline - time.monotonic() > 0.005:
             self._exact(problem, budget, inc, deadline, emit)
         return self._outcome(problem, budget, inc)
@@ -208,6 +214,7 @@ class ClassicalPortfolio(Solver):
     def _heuristics(
         self,
         entry: TypeStrategy,
+        model: BinaryModel,
         problem: Problem,
         budget: Budget,
         inc: _Incumbent,
@@ -215,14 +222,10 @@ class ClassicalPortfolio(Solver):
         emit: Emit | None,
     ) -> None:
         """Native runs until ``until = (monotonic deadline, seconds given)``."""
-        assert entry.model is not None
-        t = time.monotonic()
-        model = entry.model(problem)
         start = None
         best = inc.best
         if best is not None and model.num_variables == problem.num_variables:
             start = np.asarray(best.assignment, dtype=np.int8)
-        inc.note("model", time.monotonic() - t, variables=model.num_variables)
         deadline, seconds = until
         runs = anneal_runs(model, budget.seed, deadline, start, self.settings.anneal, seconds)
         for run in runs:
@@ -310,7 +313,7 @@ def _quality(problem: Problem, inc: _Incumbent, best: Candidate) -> Quality:
 
 
 def instant_outcome(problem: Problem, seed: int) -> Outcome | None:
-    """A feasible answer in about a millisecond (None if none was found or it failed).
+    """A feasible answer in milliseconds (None if none was found or it failed).
 
     The registry entry's constructions, repaired; never raises (this answer is the
     hedge of last resort, a defect is logged).
@@ -319,7 +322,7 @@ def instant_outcome(problem: Problem, seed: int) -> Outcome | None:
     try:
         entry = strategy_for(problem)
         inc = _Incumbent(problem, 1, started)
-        inc.offer("greedy", [entry.repair(problem, a) for a in entry.instant(problem)])
+        inc.offer("greedy", [entry.repair(problem, a) for a in entry.instant(problem, None)])
     except Exception:
         logger.exception("instant answer failed on a %s problem", problem.kind)
         return None
