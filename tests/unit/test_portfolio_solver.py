@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qbridge.problems import Knapsack, MaxCut, Problem
-from qbridge.solvers.anneal import AnnealSettings, BinaryModel, anneal_runs
+from qbridge.solvers.anneal import AnnealSettings, BinaryModel, _Annealer, anneal_runs
 from qbridge.solvers.base import Budget, Outcome
 from qbridge.solvers.fallback import last_resort
 from qbridge.solvers.portfolio import (
@@ -215,3 +215,28 @@ def test_knapsack_cpsat_leads_and_proves() -> None:
     problem = rand_knapsack(random.Random(1), 40)
     out = PORTFOLIO.solve(problem, Budget(time_limit_s=5.0, seed=0))
     assert out.quality.proven_optimal and out.best.feasible
+
+
+@pytest.mark.parametrize("kind", ["maxcut", "ising"])
+def test_qubit_count_without_encoding_matches_the_encoding(kind: str) -> None:
+    problem = SMALL[kind](random.Random(f"qubits-{kind}"))
+    assert problem.num_qubits() == problem.to_qubo().qubo.num_variables
+
+
+def test_a_run_that_cannot_finish_is_quenched_and_one_that_can_completes() -> None:
+    problem = _hard_maxcut(100, 2)
+    model = BinaryModel.ising(np.zeros(100), problem.edges)
+    annealer = _Annealer(model)
+    betas = np.geomspace(0.1, 5.0, 1000)
+    rng = np.random.default_rng(0)
+    state = np.ones(100, dtype=np.int8)
+    # Deadline already passed: nothing runs, the run reports it did not complete.
+    done, complete = annealer.run(state.copy(), betas, 100, rng, 0.0, 0.8, [1e6])
+    assert (done, complete) == (0, False)
+    # Plenty of time: the whole schedule runs, in segments, and leaves a low energy.
+    annealed = state.copy()
+    done, complete = annealer.run(annealed, betas, 100, rng, float("inf"), 0.8, [1e6])
+    assert (done, complete) == (1000, True)
+    assert set(np.unique(annealed)) <= {-1, 1}
+    bits = ((1 - annealed) // 2).astype(np.int8)
+    assert model.energy(bits) < model.energy(np.zeros(100, dtype=np.int8))
