@@ -269,6 +269,9 @@ class SolveCoordinator:
                     return self._answer(
                         job, p, received, marks, "pipeline", outcome, outcome["status"]
                     )
+                # The local run starts first: it works while the job is published and the
+                # instant answer is computed (both take a while on large problems).
+                task = self.pool.submit(job.problem, job.seed, answer_at)
                 if outcome is None:
                     self.hub.remember_submitted(job.job_id, tenant)
                     self.publisher.publish(job)
@@ -276,7 +279,6 @@ class SolveCoordinator:
                 instant = instant_outcome(job.problem, job.seed)
                 LOCAL_SOLVES.labels("greedy", "ok" if instant is not None else "none").inc()
                 marks["instant"] = time.monotonic()
-                task = self.pool.submit(job.problem, job.seed, answer_at)
                 last = _last_transition(past)
                 rejection = past.rejection
                 marks["waiting"] = time.monotonic()
