@@ -7,9 +7,10 @@ Python dicts costs seconds on 5,000-node graphs, from arrays about a millisecond
 :func:`anneal_runs` is an anytime search that yields one result per native run,
 sized to the time left:
 
-1. a steepest-descent polish of the starting state (``SteepestDescentSolver``);
-2. a short simulated anneal (dwave-samplers' C++ simulated annealing) for a good early
-   answer;
+1. a steepest-descent polish of the starting state, if one is given
+   (``SteepestDescentSolver``);
+2. a very short anneal (dwave-samplers' C++ simulated annealing) that measures the sweep
+   rate, then a short one (a quarter of the time) for a good early answer;
 3. one long anneal (half of the time left: one long schedule beats many short ones);
 4. then cycles of *reheats* (a shorter anneal started from the incumbent at a lower
    starting temperature, which escapes its local optimum but keeps its structure)
@@ -56,6 +57,8 @@ logger = logging.getLogger(__name__)
 DWAVE_SAMPLERS_VERSION = metadata.version("dwave-samplers")
 
 Bits = npt.NDArray[np.int8]
+RATE_MIN_SWEEPS = 50
+"""Only chunks of at least this many sweeps update the measured sweep rate."""
 
 
 @dataclass(frozen=True)
@@ -174,7 +177,7 @@ class AnnealSettings:
         sweep_s: Nominal fixed cost of one sweep (seconds).
     """
 
-    first_share: float = 0.1
+    first_share: float = 0.25
     long_share: float = 0.5
     reheat_share: float = 0.1
     reheats_per_cycle: int = 3
@@ -253,22 +256,29 @@ def anneal_runs(
         yield incumbent
     while True:
         left = deadline - time.monotonic()
+        share = 0.0
         if run == 0:
-            member, share = "anneal", st.first_share
+            member = "anneal"  # a short calibration run: measures the sweep rate
         elif run == 1:
+            member, share = "anneal", st.first_share
+        elif run == 2:
             member, share = "anneal", st.long_share
         else:
-            cycle = (run - 2) % (st.reheats_per_cycle + 1)
+            cycle = (run - 3) % (st.reheats_per_cycle + 1)
             member, share = ("anneal", st.long_share)
             if cycle < st.reheats_per_cycle and incumbent is not None:
                 member, share = ("reheat", st.reheat_share)
-        if planned_left is not None:
+        if run == 0:
+            sweeps = st.min_sweeps
+        elif planned_left is not None:
             sweeps = min(st.max_sweeps, int(share * planned_left * nominal))
-            planned_left -= sweeps / nominal
         else:
             sweeps = min(st.max_sweeps, int(share * left * rate[0]))
-        if sweeps < st.min_sweeps or st.safety * left * rate[0] < st.min_sweeps:
-            return
+        if planned_left is not None:
+            planned_left -= sweeps / nominal
+        if st.safety * left * rate[0] < st.min_sweeps:
+            return  # not even the shortest run fits
+        sweeps = max(sweeps, st.min_sweeps)
         rng = np.random.default_rng(seed + run)
         if member == "reheat" and incumbent is not None:
             state = _spins(incumbent.bits)
@@ -365,8 +375,8 @@ class _Annealer:
             )
             elapsed = time.monotonic() - t
             done += chunk.size
-            if elapsed > 0 and chunk.size >= 2:
-                rate[0] = chunk.size / elapsed
+            if elapsed > 0 and chunk.size >= RATE_MIN_SWEEPS:
+                rate[0] = chunk.size / elapsed  # short chunks measure call overhead, not sweeps
         state[:] = states[0]
         return done, complete
 

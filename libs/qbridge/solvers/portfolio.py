@@ -72,6 +72,8 @@ class PortfolioSettings:
         anneal: Native heuristic schedule.
         heuristic_share: Share of the budget of the heuristic phase before CP-SAT,
             where CP-SAT leads.
+        heuristic_max_s: Cap of that phase (CP-SAT often proves small instances in
+            milliseconds once hinted: a longer phase would only delay the proof).
         use_cpsat: Let CP-SAT lead where the type's entry says so (off: heuristics only,
             for types that have a model).
         reserve_s: Time kept for ranking and reporting after the last run.
@@ -80,6 +82,7 @@ class PortfolioSettings:
     cpsat: CpSatSettings = field(default_factory=CpSatSettings)
     anneal: AnnealSettings = field(default_factory=AnnealSettings)
     heuristic_share: float = 0.2
+    heuristic_max_s: float = 0.25
     use_cpsat: bool = True
     reserve_s: float = 0.02
 
@@ -204,8 +207,11 @@ class ClassicalPortfolio(Solver):
             and self.cpsat.eligibility(problem).eligible
         )
         if not inc.proven() and model is not None:
-            share = self.settings.heuristic_share if exact else 1.0
-            until = (started + share * (deadline - started), share * budget.time_limit_s)
+            st = self.settings
+            seconds = max(0.0, deadline - started)
+            if exact:
+                seconds = min(st.heuristic_share * seconds, st.heuristic_max_s)
+            until = (started + seconds, seconds)
             self._heuristics(entry, model, problem, budget, inc, until, emit)
         if exact and not inc.proven() and deadline - time.monotonic() > 0.005:
             self._exact(problem, budget, inc, deadline, emit)
@@ -222,12 +228,10 @@ class ClassicalPortfolio(Solver):
         emit: Emit | None,
     ) -> None:
         """Native runs until ``until = (monotonic deadline, seconds given)``."""
-        start = None
-        best = inc.best
-        if best is not None and model.num_variables == problem.num_variables:
-            start = np.asarray(best.assignment, dtype=np.int8)
+        # No start state: the instant answer already is a local optimum (or a repaired
+        # greedy one); the anneals start fresh and reheat from their own best.
         deadline, seconds = until
-        runs = anneal_runs(model, budget.seed, deadline, start, self.settings.anneal, seconds)
+        runs = anneal_runs(model, budget.seed, deadline, None, self.settings.anneal, seconds)
         for run in runs:
             improved = inc.offer(run.member, [entry.repair(problem, run.bits)])
             inc.note(run.member, run.seconds, sweeps=run.sweeps, energy=run.energy)
@@ -285,6 +289,7 @@ class ClassicalPortfolio(Solver):
                 "runs": inc.log,
                 "anneal": asdict(self.settings.anneal),
                 "heuristic_share": self.settings.heuristic_share,
+                "heuristic_max_s": self.settings.heuristic_max_s,
             },
             seed=budget.seed,
             optimizer_iterations=len(inc.log),
