@@ -147,7 +147,7 @@ def test_uses_the_budget_and_improves_on_the_instant_answer() -> None:
     assert out.best.objective > instant.best.objective
     runs = [r for r in out.provenance.settings["runs"] if r["member"] in ("anneal", "reheat")]
     assert len(runs) > 2  # not one batch and stop: the time left keeps being used
-    assert {"anneal", "reheat"} <= {r["member"] for r in runs}
+    assert max(r["sweeps"] for r in runs) > runs[0]["sweeps"]  # longer runs follow the first
     # Every emitted answer improves on the previous one; the last one is the final answer.
     objectives = [o.best.objective for o in seen]
     assert objectives == sorted(objectives) and len(set(objectives)) == len(objectives)

@@ -82,7 +82,7 @@ class PortfolioSettings:
     cpsat: CpSatSettings = field(default_factory=CpSatSettings)
     anneal: AnnealSettings = field(default_factory=AnnealSettings)
     heuristic_share: float = 0.2
-    heuristic_max_s: float = 0.25
+    heuristic_max_s: float = 0.05
     use_cpsat: bool = True
     reserve_s: float = 0.02
 
