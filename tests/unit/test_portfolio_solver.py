@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from qbridge.problems import Knapsack, MaxCut, Problem
-from qbridge.solvers.anneal import AnnealSettings, BinaryModel, _Annealer, anneal_runs
+from qbridge.solvers.anneal import (
+    AnnealSettings,
+    BinaryModel,
+    _Annealer,
+    _descend_dense,
+    anneal_runs,
+    descend,
+)
 from qbridge.solvers.base import Budget, Outcome
 from qbridge.solvers.fallback import last_resort
 from qbridge.solvers.portfolio import (
@@ -240,3 +247,22 @@ def test_a_run_that_cannot_finish_is_quenched_and_one_that_can_completes() -> No
     assert set(np.unique(annealed)) <= {-1, 1}
     bits = ((1 - annealed) // 2).astype(np.int8)
     assert model.energy(bits) < model.energy(np.zeros(100, dtype=np.int8))
+
+
+@pytest.mark.parametrize("kind", ["maxcut", "qubo", "ising"])
+def test_dense_descent_reaches_a_local_minimum_like_the_native_one(kind: str) -> None:
+    rng = random.Random(f"descent-{kind}")
+    problem = SMALL[kind](rng)
+    build = strategy_for(problem).model
+    assert build is not None
+    model = build(problem)
+    n = model.num_variables
+    for _ in range(3):
+        start = np.array([rng.randint(0, 1) for _ in range(n)], dtype=np.int8)
+        x = _descend_dense(model, start)
+        assert model.energy(x) <= model.energy(start) + 1e-9
+        for i in range(n):  # no single flip improves
+            y = x.copy()
+            y[i] = 1 - y[i]
+            assert model.energy(y) >= model.energy(x) - 1e-9
+    assert descend(model, np.zeros(n, dtype=np.int8)).shape == (n,)
