@@ -10,12 +10,12 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
-from intake.accept import accept
 
 from qbridge.contracts import AvroCodec
 from qbridge.errors import QBridgeError
 from qbridge.problems import Limits
 from qbridge.topics import JOBS_ACCEPTED
+from qbridge.validation.accept import accept
 from tests.fuzz.recipe import Recipe
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

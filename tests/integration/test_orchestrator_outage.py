@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from intake.accept import accept
 
 from devstack.pipeline import Pipeline
 from devstack.postgres import PostgresServer
@@ -29,6 +28,7 @@ from qbridge.contracts.convert import provenance_to_avro
 from qbridge.problems.limits import Limits
 from qbridge.samples import problem_request, regular_maxcut
 from qbridge.solvers.base import Provenance, Route
+from qbridge.validation.accept import accept
 from tests.integration.test_pipeline import submit, wait_final
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from intake.accept import InvalidRequestError, accept
 
 from qbridge.cli.files import ProblemFileError, load
 from qbridge.errors import InvalidProblemError, ProblemTooLargeError
@@ -20,6 +19,7 @@ from qbridge.problems import maxcut as maxcut_module
 from qbridge.problems import portfolio as portfolio_module
 from qbridge.problems.payload import MAX_JSON_DEPTH, json_depth, parse_json
 from qbridge.solvers.heuristics import knapsack_greedy
+from qbridge.validation.accept import InvalidRequestError, accept
 from tests.unit.test_intake import NOW, request
 
 

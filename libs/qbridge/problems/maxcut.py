@@ -54,6 +54,10 @@ class MaxCut(Problem):
         """One bit per node."""
         return self.num_nodes
 
+    def num_qubits(self) -> int:
+        """One qubit per node (no slack bits), without building the QUBO."""
+        return self.num_nodes
+
     @property
     def total_weight(self) -> float:
         """Sum of all edge weights (an upper bound on the cut if weights are >= 0)."""

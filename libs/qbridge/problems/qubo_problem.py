@@ -126,6 +126,10 @@ class IsingProblem(Problem):
         """One bit per spin."""
         return len(self.h)
 
+    def num_qubits(self) -> int:
+        """One qubit per spin (no slack bits), without building the QUBO."""
+        return len(self.h)
+
     def spins(self, assignment: Sequence[int]) -> tuple[int, ...]:
         """Spins ``1 - 2 x`` of a (validated) bit assignment."""
         return tuple(1 - 2 * b for b in check_binary_assignment(assignment, len(self.h)))
