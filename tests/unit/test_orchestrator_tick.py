@@ -70,7 +70,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 
 
 def _app(store: Any, producer: Any, codec: AvroCodec) -> OrchestratorApp:
-    return OrchestratorApp(OrchestratorSettings(), store, producer, codec, {})
+    return OrchestratorApp(OrchestratorSettings(), store, producer, codec, None)
 
 
 def test_tick_survives_a_database_outage_and_retries_with_backoff(
