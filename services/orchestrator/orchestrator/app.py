@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -98,6 +99,7 @@ class OrchestratorApp:
         self._next_timer = 0.0
         self._next_lag = 0.0
         self._next_resend = 0.0
+        self._lag_reading = threading.Lock()
 
     # --- consumer handler ---------------------------------------------------------------
 
@@ -197,15 +199,24 @@ class OrchestratorApp:
     def tick(self) -> None:
         """Periodic work, called between polls: timers, lag, outbox resend."""
         mono = time.monotonic()
-        if mono >= self._next_lag:
+        if mono >= self._next_lag and not self._lag_reading.locked():
             self._next_lag = mono + self.s.lag_poll_ms / 1000
-            self.refresh_lag()
+            # Reading lag costs broker round trips per partition (hundreds of ms under
+            # load): a background thread does it, so the consumer loop never waits.
+            threading.Thread(target=self._refresh_lag_once, daemon=True).start()
         if mono >= self._next_timer:
             self._next_timer = mono + self.s.timer_scan_ms / 1000
             self.run_timers()
         if mono >= self._next_resend:
             self._next_resend = mono + self.s.outbox_resend_ms / 1000
             self.resend_outbox()
+
+    def _refresh_lag_once(self) -> None:
+        with self._lag_reading:
+            try:
+                self.refresh_lag()
+            except Exception:  # never kill the thread's caller; the next tick retries
+                logger.exception("reading executor lag failed")
 
     def run_timers(self) -> int:
         """Apply due timers; returns how many jobs were looked at."""
