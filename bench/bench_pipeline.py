@@ -107,7 +107,7 @@ def request(rng: random.Random, tenant: str, corr: str) -> dict[str, Any]:
         "tenant": tenant,
         "problem_type": "maxcut",
         "problem": ("qbridge.MaxCutProblem", maxcut_8(rng)),
-        "timeout_ms": 120_000,
+        "timeout_ms": 900_000,  # a queued backlog must not expire: latency is what we measure
         "fallback_policy": "classical_only",
         "priority": 5,
         "shot_budget": None,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from qbridge.bus import (
 from qbridge.contracts import AvroCodec
 from qbridge.errors import InvalidProblemError, TransientSolverError
 from qbridge.topics import TopicSpec
+from tests.integration.test_bus import _status
 
 pytestmark = pytest.mark.integration
 
@@ -41,22 +41,6 @@ def _topics(unique: str) -> tuple[TopicSpec, TopicSpec, TopicSpec]:
     out = TopicSpec(f"test.batch-out.{unique}", "qbridge.JobStatusTransition", partitions=1)
     dlq = TopicSpec(f"test.batch-dlq.{unique}", "qbridge.DeadLetter", partitions=1)
     return data, out, dlq
-
-
-def _status(i: int) -> dict[str, Any]:
-    return {
-        "job_id": f"job-{i}",
-        "tenant": "acme",
-        "seq": i,
-        "from_status": None,
-        "to_status": "accepted",
-        "reason": f"message {i}",
-        "attempt": None,
-        "route": None,
-        "backend": None,
-        "correlation_id": f"corr-{i}",
-        "at": datetime(2026, 1, 1, tzinfo=UTC),
-    }
 
 
 def _publish(
