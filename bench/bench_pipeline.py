@@ -248,6 +248,44 @@ class Publisher:
 # --- phases -----------------------------------------------------------------------------
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (PostgreSQL's backends, a service's workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) used so far by each named process tree."""
+    out = {}
+    for name, pid in pids.items():
+        total = 0
+        for p in _tree(pid):
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+            except OSError:
+                continue
+        out[name] = total / _TICK
+    return out
+
+
 def pct(values: Sequence[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))] if s else float("nan")
@@ -368,9 +406,23 @@ def main() -> None:
                     )
             result["curve"] = curve
 
-            sus = step(pub, fol, lag, args.sustained_rate, args.sustained_s, 600)
+            pids = {n: svc.proc.pid for n, svc in pipe.services.items() if svc.proc is not None}
+            for name, server in (("kafka", stack.kafka), ("postgres", stack.postgres)):
+                if server is not None and server.pid is not None:
+                    pids[name] = server.pid
+            cpu0 = cpu_seconds(pids)
+            sus = step(pub, fol, lag, args.sustained_rate, args.sustained_s, 900)
             time.sleep(3)  # the sink stores the last outcomes after they were published
             counted = stored(stack.dsn, tenant)
+            cpu1 = cpu_seconds(pids)
+            # CPU per job does not depend on how busy the shared machine is: it gives the
+            # throughput this pipeline would reach with the cores to itself.
+            per_job = {n: round((cpu1[n] - cpu0[n]) * 1000 / sus["jobs"], 2) for n in pids}
+            total_ms = sum(per_job.values())
+            result["cpu_ms_per_job"] = {**per_job, "total": round(total_ms, 2)}
+            result["projected_jobs_per_s_on_dedicated_cores"] = round(
+                (os.cpu_count() or 1) * 1000 / total_ms, 1
+            )
             result["sustained"] = {k: v for k, v in sus.items() if k != "corrs"}
             result["stored_in_postgres"] = counted
             published_total = len(pub.sent_at)
@@ -381,6 +433,11 @@ def main() -> None:
                 f" lost {sus['lost']}; latency p50 {sus['latency_ms'][50]} ms"
                 f" p99 {sus['latency_ms'][99]} ms; peak lag {sus['peak_lag']};"
                 f" load {sus['load_avg_1m']}"
+            )
+            print(
+                f"CPU per job (ms, summed over the sustained phase): {result['cpu_ms_per_job']}"
+                f" -> {result['projected_jobs_per_s_on_dedicated_cores']} jobs/s if the"
+                f" {os.cpu_count()} cores were the pipeline's alone"
             )
             print(
                 f"PostgreSQL (every job of the run, {published_total} published): {counted}"
