@@ -9,7 +9,14 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | 
 PYTEST_ARGS ?=
 ONCE ?=
 
-.PHONY: help setup venv stack-fetch schemas proto proto-check lint test test-unit test-integration run bench clean
+# pytest on $(1); exit status 5 (nothing collected) fails the target with a plain message.
+define pytest
+$(PY) -m pytest $(1) $(PYTEST_ARGS) || { status=$$?; \
+  if [ $$status -eq 5 ]; then echo "error: pytest collected no tests in $(1) $(PYTEST_ARGS)" >&2; fi; \
+  exit $$status; }
+endef
+
+.PHONY: help setup venv stack-fetch schemas proto proto-check lint format test test-unit test-integration run bench clean
 
 help: ## List targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,10 +29,17 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-venv: $(STAMP) ## Create .venv with pinned dependencies
-	@# Put libs/, tools/ and every service folder on the venv's path (like an editable install).
-	@sp=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
-	  { echo "$(CURDIR)/libs"; echo "$(CURDIR)/tools"; for d in $(CURDIR)/services/*/; do if [ -d "$$d" ]; then echo "$${d%/}"; fi; done; } > "$$sp/qbridge-dev.pth"
+# The project itself, as an editable install: the `qbridge` command in .venv/bin, and libs/,
+# tools/ and every service package importable (`python -m <package>`) from this checkout.
+# Redone when pyproject.toml changes (e.g. a new service folder in its package list).
+$(VENV)/.editable: $(STAMP) pyproject.toml
+	@sp=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); rm -f "$$sp/qbridge-dev.pth"
+	@# PYTHONWARNINGS: setuptools warns on every editable install that folders in the working
+	@# directory could shadow the package; none does here (the packages live in libs/, tools/, services/).
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@touch $@
+
+venv: $(VENV)/.editable ## Create .venv: pinned dependencies, then the project (editable)
 
 stack-fetch: venv ## Fetch Kafka jars (Maven) and install PostgreSQL (apt) if missing
 	$(PY) -m devstack fetch
@@ -51,11 +65,18 @@ lint: venv proto-check ## ruff, ruff format --check, mypy, schema registry check
 	$(PY) -m qbridge.contracts check
 
 test-unit: venv ## Unit tests only (no broker, no database)
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+	$(call pytest,tests/unit)
+
+test-integration: setup ## Integration tests only, against a real local Kafka and PostgreSQL
+	$(PY) -m qbridge.contracts check
+	$(call pytest,tests/integration)
 
 test: setup ## All tests: unit + integration against a real local Kafka and PostgreSQL
 	$(PY) -m qbridge.contracts check
-	$(PY) -m pytest tests $(PYTEST_ARGS)
+	$(call pytest,tests)
+
+format: venv ## Apply ruff's fixes and formatting (make lint checks both)
+	$(VENV)/bin/ruff check --fix . || status=$$?; $(VENV)/bin/ruff format . && exit $${status:-0}
 
 run: setup ## Start Kafka, PostgreSQL and every service, run a sample workload, keep serving (ONCE=1 exits)
 	$(PY) -m devstack.run $(if $(ONCE),--once,)

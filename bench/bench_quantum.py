@@ -41,7 +41,7 @@ from qbridge.problems.maxcut import MaxCut
 from qbridge.solvers.base import Budget
 from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, TranspileCache, make_backend
 from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit, expand_angles
-from qbridge.solvers.quantum.backends import QuantumBackend
+from qbridge.solvers.quantum.base import QuantumBackend
 from qbridge.solvers.quantum.cache import StructureKey
 from qbridge.solvers.quantum.qaoa import sdk_versions
 

@@ -47,6 +47,23 @@ def unique() -> str:
     return uuid.uuid4().hex[:10]
 
 
+@pytest.fixture
+def fresh_database(stack: object, unique: str) -> Iterator[str]:
+    """An empty database of its own on the session's PostgreSQL, dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"db_{unique}"
+    admin = stack.postgres.dsn_for("postgres")  # type: ignore[attr-defined]
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield stack.postgres.dsn_for(name)  # type: ignore[attr-defined]
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Integration tests must never be silently skipped: they are selected by marker, and
     # QBRIDGE_SKIP_INTEGRATION is the only (explicit, printed) way to leave them out.

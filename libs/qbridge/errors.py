@@ -41,6 +41,12 @@ class ConfigurationError(QBridgeError):
     error_class = ErrorClass.DEFECT
 
 
+class StoreUnavailableError(QBridgeError):
+    """A database cannot be used right now (down, restarting, deadlock...): retry later."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
 class InvalidProblemError(QBridgeError):
     """A problem failed schema or semantic validation.
 

@@ -45,6 +45,7 @@ def _status(i: int) -> dict[str, Any]:
         "from_status": None,
         "to_status": "accepted",
         "reason": f"message {i}",
+        "reason_code": None,
         "attempt": None,
         "route": None,
         "backend": None,

@@ -26,7 +26,6 @@ import pytest
 from confluent_kafka import Consumer, Message
 from fastavro import schemaless_writer
 
-from intake.accept import RequestBounds, job_id_for
 from intake.app import IntakeApp
 from intake.dedup import RecentlyAccepted
 from qbridge.bus import (
@@ -42,6 +41,7 @@ from qbridge.contracts import AvroCodec
 from qbridge.contracts.convert import problem_from_avro
 from qbridge.problems.limits import Limits
 from qbridge.topics import DEAD_LETTERS, JOBS_ACCEPTED, PROBLEM_REQUESTS, TopicSpec
+from qbridge.validation.accept import RequestBounds, job_id_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,6 +8,11 @@ read-only (a private mount namespace) and Python's ``-S`` so the dev venv's path
 cannot supply a module the image would lack. Each service must become ready against the
 real Kafka and PostgreSQL, pass its own ``HEALTHCHECK`` command, serve ``/metrics`` that
 ``promtool check metrics`` accepts, and exit 0 on SIGTERM.
+
+The image's ``pip install -r requirements.txt`` is imitated by a staged site-packages:
+the files of exactly the distributions requirements.txt pulls in (not the dev tools),
+hard-linked from the dev venv (copied across file systems) into a world-readable folder,
+so uid 10001 can read them wherever the clone lives (a mode-700 home or ``mktemp -d``).
 """
 
 from __future__ import annotations
@@ -25,10 +30,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from importlib.metadata import Distribution, distributions
 from pathlib import Path
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from devstack.pipeline import free_port
 from ops.tooling import ensure
@@ -93,8 +101,9 @@ def assemble(image: Image, app: Path) -> None:
 
 
 #: A system-wide Python 3.11 (like the image's /usr/local/bin/python): the dev venv's
-#: interpreter may live where uid 10001 cannot reach it (e.g. under /root). The venv's
-#: site-packages (cp311 wheels) go on PYTHONPATH; ``-S`` keeps its .pth files out.
+#: interpreter may live where uid 10001 cannot reach it (e.g. under /root). The staged
+#: runtime part of the venv's site-packages (cp311 wheels) goes on PYTHONPATH; ``-S`` keeps
+#: the dev venv's .pth files (the editable install of this project) out.
 SYSTEM_PYTHON = shutil.which("python3.11", path="/usr/local/bin:/usr/bin")
 SANDBOX = os.geteuid() == 0 and SYSTEM_PYTHON is not None
 
@@ -154,13 +163,100 @@ class Started:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-25:])
 
 
-@pytest.fixture(scope="module")
-def started(stack: Any, kafka_settings: KafkaSettings) -> Iterator[dict[str, Started]]:
-    ensure_topics(kafka_settings)
-    # World-readable like image layers (pytest's own tmp dirs are private to root).
-    base = Path(tempfile.mkdtemp(prefix="qbridge-image-layout-"))
+def runtime_distributions(site: Path) -> list[Distribution]:
+    """The distributions ``pip install -r requirements.txt`` installs, found in ``site``."""
+    installed = {canonicalize_name(d.metadata["Name"]): d for d in distributions(path=[str(site)])}
+    todo = [
+        Requirement(line)
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    found: dict[str, Distribution] = {}
+    done: set[tuple[str, str]] = set()
+    while todo:
+        req = todo.pop()
+        name = canonicalize_name(req.name)
+        assert name in installed, f"{req} is not installed in {site}: run `make setup`"
+        dist = found.setdefault(name, installed[name])
+        for extra in ("", *sorted(req.extras)):
+            if (name, extra) in done:
+                continue
+            done.add((name, extra))
+            for line in dist.requires or []:
+                dep = Requirement(line)
+                if dep.marker is None or dep.marker.evaluate({"extra": extra}):
+                    todo.append(dep)
+    return sorted(found.values(), key=lambda d: d.metadata["Name"])
+
+
+def _world_readable_tmp(near: Path) -> Path:
+    """A temp folder every user can reach, on ``near``'s file system if one is (hard links)."""
+
+    def reachable(d: Path) -> bool:
+        return d.is_dir() and all(p.stat().st_mode & 0o001 for p in (d, *d.parents))
+
+    candidates = [Path(tempfile.gettempdir()), Path("/tmp"), Path("/var/tmp"), Path("/dev/shm")]
+    usable = [d for d in candidates if reachable(d)]
+    assert usable, f"no folder that uid {UID} can reach among {candidates}"
+    device = near.stat().st_dev
+    parent = next((d for d in usable if d.stat().st_dev == device), usable[0])
+    base = Path(tempfile.mkdtemp(prefix="qbridge-image-layout-", dir=parent))
     base.chmod(0o755)
-    site = sysconfig.get_paths()["purelib"]
+    return base
+
+
+def stage_site_packages(site: Path, target: Path) -> int:
+    """Link the runtime distributions' files from ``site`` into ``target``; returns the count.
+
+    Hard links cost no space and keep each file's mode; a file other users cannot read, or
+    one on another file system, is copied instead (and made readable) so the original is
+    never changed.
+    """
+    count = 0
+    for dist in runtime_distributions(site):
+        assert dist.files is not None, f"{dist.metadata['Name']} has no RECORD"
+        for rel in dist.files:
+            src = Path(str(dist.locate_file(rel))).resolve()
+            if not src.is_relative_to(site) or not src.is_file():
+                continue  # console scripts in bin/, or a RECORD entry of a removed file
+            dst = target / src.relative_to(site)
+            dst.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            if dst.exists():
+                continue  # a folder shared by two distributions (e.g. google/)
+            try:
+                if not src.stat().st_mode & 0o004:
+                    raise PermissionError(src)
+                os.link(src, dst)
+            except OSError:
+                shutil.copy2(src, dst)
+                dst.chmod(dst.stat().st_mode | 0o444)
+            count += 1
+    return count
+
+
+@pytest.fixture(scope="module")
+def layout_root() -> Iterator[Path]:
+    """A world-readable folder (like image layers) with the staged ``site-packages``.
+
+    pytest's own tmp dirs, and perhaps the clone with its .venv, are private to their owner.
+    """
+    venv_site = Path(sysconfig.get_paths()["purelib"]).resolve()
+    base = _world_readable_tmp(near=venv_site)
+    try:
+        started_at = time.monotonic()
+        files = stage_site_packages(venv_site, base / "site-packages")
+        print(f"staged {files} files of site-packages in {time.monotonic() - started_at:.1f}s")
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def started(
+    stack: Any, kafka_settings: KafkaSettings, layout_root: Path
+) -> Iterator[dict[str, Started]]:
+    ensure_topics(kafka_settings)
+    base, site = layout_root, layout_root / "site-packages"
     logs = ARTIFACTS / f"image-layout-{time.strftime('%H%M%S')}"
     logs.mkdir(parents=True, exist_ok=True)
     out: dict[str, Started] = {}
@@ -193,7 +289,6 @@ def started(stack: Any, kafka_settings: KafkaSettings) -> Iterator[dict[str, Sta
             if s.proc.poll() is None:
                 s.proc.kill()
                 s.proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("name", SERVICES)

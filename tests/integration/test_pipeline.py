@@ -24,10 +24,11 @@ from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec
 from qbridge.problems.base import Problem
 from qbridge.samples import problem_request, regular_maxcut, sample_mix
+from qbridge.status import OUTCOME_STATUSES
 
 pytestmark = pytest.mark.integration
 
-FINAL = ("succeeded", "degraded", "failed", "expired")
+FINAL = tuple(sorted(OUTCOME_STATUSES))
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 

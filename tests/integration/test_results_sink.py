@@ -25,6 +25,7 @@ from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, KafkaSett
 from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec
 from qbridge.contracts.convert import outcome_fields, problem_to_avro
+from qbridge.db.pool import make_pool
 from qbridge.problems.base import Problem
 from qbridge.problems.registry import problem_from_dict
 from qbridge.solvers.base import Budget, Outcome
@@ -38,7 +39,7 @@ from qbridge.topics import (
 )
 from results_sink.app import ResultsSinkApp
 from results_sink.migrate import Migration, MigrationError, load_migrations, migrate
-from results_sink.store import ResultsStore, make_pool
+from results_sink.store import ResultsStore
 
 pytestmark = pytest.mark.integration
 
@@ -364,19 +365,6 @@ def make_consumer(
 
 
 # --- migrations -----------------------------------------------------------------------
-
-
-@pytest.fixture
-def fresh_database(stack: Any, unique: str) -> Iterator[str]:
-    name = f"rs_{unique}"
-    admin = stack.postgres.dsn_for("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield stack.postgres.dsn_for(name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_migrations_apply_once_even_when_replicas_start_together(fresh_database: str) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from gateway.jobs import JobFactory
-from intake.accept import RequestBounds
 from qbridge.cli.app import main
 from qbridge.cli.files import (
     PROBLEM_TYPES,
@@ -20,6 +19,7 @@ from qbridge.cli.files import (
     problem_message,
 )
 from qbridge.problems.limits import Limits
+from qbridge.validation.accept import RequestBounds
 from tests.unit.test_gateway_server import Gateway
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

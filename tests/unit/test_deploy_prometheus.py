@@ -32,7 +32,7 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 
 #: Modules whose import registers every qbridge metric (shared ones and per service).
 METRIC_MODULES = (
-    "qbridge.service.metrics",
+    "qbridge.metrics",
     "intake.app",
     "results_sink.app",
     "results_sink.store",
@@ -40,7 +40,7 @@ METRIC_MODULES = (
     "gateway.solve",
     "gateway.admission",
     "gateway.local",
-    "gateway.events",
+    "qbridge.bus.follower",
 )
 
 _PROMQL_WORDS = {

@@ -9,10 +9,10 @@ import pytest
 
 from classical_fallback.solvers import ClassicalSolvers
 from qbridge.bus import Record
+from qbridge.executor.app import ExecutorApp
+from qbridge.executor.worker import WorkerSettings, execute
 from qbridge.problems.base import Problem
-from qbridge.service.executor import ExecutorApp
 from qbridge.solvers.base import Budget, Eligibility, Outcome, Route, Solver
-from qbridge.solvers.worker import WorkerSettings, execute
 from qbridge.topics import SOLVER_OUTCOMES
 from tests.unit.test_executor_worker import NOW, work_item
 

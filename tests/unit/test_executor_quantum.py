@@ -10,8 +10,8 @@ import pytest
 
 from qbridge.contracts.convert import problem_from_avro
 from qbridge.errors import BackendUnavailableError, ConfigurationError
+from qbridge.executor.worker import execute
 from qbridge.solvers.quantum import QaoaSettings, QuantumBackend, make_backend
-from qbridge.solvers.worker import execute
 from quantum_executor.config import QuantumSettings
 from quantum_executor.solvers import FaultInjection, QuantumSolvers
 

@@ -22,8 +22,9 @@ from qbridge.errors import (
     NotEligibleError,
     TransientSolverError,
 )
+from qbridge.executor.app import ExecutorApp
+from qbridge.executor.worker import WorkerSettings, execute, observe
 from qbridge.problems.base import Problem
-from qbridge.service.executor import ExecutorApp
 from qbridge.solvers.base import (
     Budget,
     Candidate,
@@ -35,7 +36,6 @@ from qbridge.solvers.base import (
     Solver,
     Timings,
 )
-from qbridge.solvers.worker import WorkerSettings, execute, observe
 from qbridge.topics import SOLVER_OUTCOMES
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -11,23 +11,29 @@ from typing import Any
 import pytest
 
 from gateway.admission import Admission, OverloadedError
-from gateway.auth import Authenticator, UnauthenticatedError, api_key
-from gateway.convert import caller_path, problem_input, result_pb, transition_pb, usable
 from gateway.errors import CallerGoneError, NotFoundError
-from gateway.events import EventHub
 from gateway.jobs import JobFactory, PermissionDeniedError
 from gateway.local import LocalSolverPool, better, heuristic_outcome, instant_outcome
 from gateway.solve import DeadlinePolicy, SolveCoordinator, plan, why_not_pipeline
-from gateway.store import StoredJob, decode_page_token, encode_page_token
 from gateway.tracking import JobTracker
-from intake.accept import RequestBounds, job_id_for
+from qbridge.bus.follower import EventHub
 from qbridge.contracts import AvroCodec, default_registry
+from qbridge.contracts.gateway_messages import (
+    caller_path,
+    problem_input,
+    result_pb,
+    transition_pb,
+    usable,
+)
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
 from qbridge.problems.limits import Limits
 from qbridge.problems.registry import problem_from_dict
+from qbridge.results.read import StoredJob, decode_page_token, encode_page_token
 from qbridge.samples import sample_mix
+from qbridge.service.auth import Authenticator, UnauthenticatedError, api_key
 from qbridge.topics import DEAD_LETTERS, JOB_OUTCOMES, JOB_STATUS
+from qbridge.validation.accept import RequestBounds, job_id_for
 
 TENANT = "acme"
 

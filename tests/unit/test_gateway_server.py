@@ -24,22 +24,22 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 )
 
 from gateway.admission import Admission
-from gateway.auth import Authenticator
 from gateway.config import GatewaySettings
-from gateway.events import EventHub
 from gateway.jobs import JobFactory
 from gateway.local import LocalSolverPool
 from gateway.server import GATEWAY_SERVICE_NAME, make_grpc_server
 from gateway.service import ERROR_DETAIL_KEY, JOB_ID_KEY, GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
-from gateway.store import StoredJob
 from gateway.tracking import JobTracker
-from intake.accept import RequestBounds
+from qbridge.bus.follower import EventHub
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.problems.limits import Limits
+from qbridge.results.read import StoredJob
+from qbridge.service.auth import Authenticator
 from qbridge.topics import JOB_OUTCOMES, JOB_STATUS
+from qbridge.validation.accept import RequestBounds
 from tests.unit.test_gateway import FakePublisher, FakeReader, maxcut_msg, outcome, transition
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,16 +9,6 @@ from typing import Any
 
 import pytest
 
-from intake.accept import (
-    JOB_NAMESPACE,
-    InvalidRequestError,
-    RequestBounds,
-    accept,
-    avro_field_path,
-    job_id_for,
-    num_qubits,
-    seed_from_fingerprint,
-)
 from intake.app import IntakeApp, writer_version
 from intake.dedup import RecentlyAccepted, Seen
 from qbridge.bus import Record
@@ -29,6 +19,16 @@ from qbridge.contracts.registry import registry_file
 from qbridge.errors import ErrorClass, InvalidProblemError, ProblemTooLargeError, classify
 from qbridge.problems.limits import Limits
 from qbridge.topics import JOBS_ACCEPTED
+from qbridge.validation.accept import (
+    JOB_NAMESPACE,
+    InvalidRequestError,
+    RequestBounds,
+    accept,
+    avro_field_path,
+    job_id_for,
+    num_qubits,
+    seed_from_fingerprint,
+)
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 CREATED = datetime(2026, 3, 1, 11, 59, 59, tzinfo=UTC)

@@ -24,6 +24,7 @@ from orchestrator.policy import (
     RoutingContext,
     decide,
 )
+from qbridge.status import DegradeReason, JobStatus
 
 T0 = 1_700_000_000_000
 
@@ -110,7 +111,7 @@ def test_quantum_happy_path_transitions_in_order(machine: Machine) -> None:
         st, ok("job-1:1:quantum", "quantum", [1, 0, 1], 3.0), T0 + 20, QUANTUM, ev
     )
     assert statuses(eff) == ["succeeded"]
-    assert final(eff).route == "quantum"
+    assert final(eff).route == "quantum" and final(eff).reason_code is None
     assert BackendHealth("aer_statevector", True) in eff
     assert st.final and st.seq == 4 and st.timer_ms is None
 
@@ -146,6 +147,10 @@ def test_unavailable_backend_falls_back_to_classical_labelled(machine: Machine) 
     f = final(eff)
     assert (f.status, f.route) == ("degraded", "classical")
     assert "backend_unavailable" in f.reason and "device offline" in f.reason
+    # The code travels next to the text, on the outcome and on the final transition.
+    assert f.reason_code == DegradeReason.QUANTUM_UNAVAILABLE == "unavailable"
+    [last] = [e for e in eff if isinstance(e, EmitStatus)]
+    assert (last.to_status, last.reason_code) == (JobStatus.DEGRADED, "unavailable")
 
 
 def test_transient_error_is_retried_after_backoff(machine: Machine) -> None:
@@ -168,6 +173,9 @@ def test_slow_quantum_falls_back_when_its_share_of_time_is_used(machine: Machine
     [work] = [e for e in eff if isinstance(e, EmitWork)]
     assert work.attempt.route == "classical"
     assert "quantum did not answer within 5000 ms" in (st.degraded_reason or "")
+    assert st.degraded_code == DegradeReason.QUANTUM_TIMEOUT
+    [routed] = [e for e in eff if isinstance(e, EmitStatus)]
+    assert routed.reason.startswith("classical: fallback:") and routed.reason_code == "timeout"
     # the late quantum answer, if it comes, still counts: best of both wins
     eff = machine.on_outcome(
         st,
@@ -203,6 +211,7 @@ def test_race_keeps_the_best_and_records_the_gap(machine: Machine) -> None:
     f = final(eff)
     assert f.route == "classical" and f.status == "succeeded"
     assert f.gap == pytest.approx(0.2)
+    assert f.reason_code is None  # a race answered classically is not a degradation
 
 
 def test_objective_is_recomputed_not_trusted(machine: Machine) -> None:
@@ -225,6 +234,7 @@ def test_infeasible_quantum_answer_falls_back(machine: Machine) -> None:
     [work] = [e for e in eff if isinstance(e, EmitWork)]
     assert work.attempt.route == "classical"
     assert st.degraded_reason == "quantum answer infeasible"
+    assert st.degraded_code == DegradeReason.QUANTUM_INFEASIBLE
 
 
 def test_invalid_input_fails_fast(machine: Machine) -> None:
@@ -260,15 +270,16 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
 
 
 @pytest.mark.parametrize(
-    ("facts", "ctx", "mode", "degraded", "reason"),
+    ("facts", "ctx", "mode", "degraded", "reason", "code"),
     [
-        (FACTS, CTX, Mode.QUANTUM, False, "policy auto"),
+        (FACTS, CTX, Mode.QUANTUM, False, "policy auto", None),
         (
             FACTS.__class__(**{**FACTS.__dict__, "fallback_policy": "race"}),
             CTX,
             Mode.RACE,
             False,
             "race",
+            None,
         ),
         (
             FACTS.__class__(**{**FACTS.__dict__, "num_qubits": None}),
@@ -276,6 +287,7 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
             Mode.CLASSICAL,
             False,
             "classical-only",
+            None,
         ),
         (
             FACTS.__class__(**{**FACTS.__dict__, "num_qubits": 30}),
@@ -283,6 +295,7 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
             Mode.CLASSICAL,
             True,
             "needs 30 qubits",
+            DegradeReason.QUBITS,
         ),
         (
             FACTS,
@@ -290,6 +303,7 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
             Mode.CLASSICAL,
             True,
             "circuit breaker",
+            DegradeReason.CIRCUIT_OPEN,
         ),
         (
             FACTS,
@@ -297,6 +311,7 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
             Mode.CLASSICAL,
             True,
             "lag 50 > 20",
+            DegradeReason.QUANTUM_LAG,
         ),
         (
             FACTS,
@@ -304,6 +319,7 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
             Mode.CLASSICAL,
             True,
             "cost quota",
+            DegradeReason.QUOTA,
         ),
         (
             FACTS,
@@ -311,6 +327,7 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
             Mode.CLASSICAL,
             True,
             "quota",
+            DegradeReason.QUOTA,
         ),
         (
             FACTS.__class__(**{**FACTS.__dict__, "fallback_policy": "classical_only"}),
@@ -318,21 +335,29 @@ CTX = RoutingContext(backend="aer_statevector", backend_max_qubits=24)
             Mode.CLASSICAL,
             False,
             "classical_only",
+            None,
         ),
     ],
 )
 def test_routing_policy(
-    facts: JobFacts, ctx: RoutingContext, mode: Mode, degraded: bool, reason: str
+    facts: JobFacts,
+    ctx: RoutingContext,
+    mode: Mode,
+    degraded: bool,
+    reason: str,
+    code: DegradeReason | None,
 ) -> None:
     d = decide(facts, ctx)
     assert (d.mode, d.degraded, d.admit) == (mode, degraded, True)
     assert reason in d.reason
+    assert d.code == code
 
 
 def test_low_priority_admission_pauses_under_lag() -> None:
     low = JobFacts("acme", "auto", 1, 10, 1000)
     d = decide(low, RoutingContext("aer_statevector", 24, total_lag=500))
     assert not d.admit and "admission paused" in d.reason
+    assert d.code == DegradeReason.ADMISSION
     assert decide(FACTS, RoutingContext("aer_statevector", 24, total_lag=500)).admit
 
 
@@ -364,3 +389,39 @@ def test_job_with_no_answer_is_rescued_before_its_deadline(machine: Machine) -> 
     f = final(eff)
     assert (f.status, f.route) == ("degraded", "classical")
     assert "no executor answered" in f.reason and f.at_ms < st.deadline_ms
+    assert f.reason_code == DegradeReason.RESCUE
+
+
+def test_admission_deferred_until_the_deadline_is_near_degrades_with_its_code() -> None:
+    machine = Machine(MachineConfig(defer_ms=500))
+    paused = always(
+        Decision(
+            Mode.CLASSICAL,
+            None,
+            admit=False,
+            reason="admission paused: executor lag 300 > 200",
+            code=DegradeReason.ADMISSION,
+        )
+    )
+    # 1.4 s left is under 3 deferrals: admitted classically at once, marked degraded.
+    env = envelope(deadline_at=datetime.fromtimestamp((T0 + 1_400) / 1000, UTC))
+    st, eff = machine.on_envelope(env, T0, paused, "maximize")
+    assert [e.attempt.route for e in eff if isinstance(e, EmitWork)] == ["classical"]
+    assert st.degraded_code == DegradeReason.ADMISSION
+    eff = machine.on_outcome(
+        st, ok("job-1:1:classical", "classical", [1], 1.0), T0 + 5, paused, evaluator({(1,): 1.0})
+    )
+    assert (final(eff).status, final(eff).reason_code) == ("degraded", "admission")
+
+
+def test_job_state_without_a_degrade_code_finishes_with_other(machine: Machine) -> None:
+    """A job persisted before reason codes existed still ends with a bounded code."""
+    st, _ = machine.on_envelope(envelope(), T0, CLASSICAL, "maximize")
+    data = st.to_json()
+    data.pop("degraded_code")
+    data["degraded_reason"] = "quantum executor lag 25 > 20"
+    old = JobState.from_json(data)
+    eff = machine.on_outcome(
+        old, ok("job-1:1:classical", "classical", [1], 1.0), T0 + 5, CLASSICAL, evaluator({})
+    )
+    assert (final(eff).status, final(eff).reason_code) == ("degraded", DegradeReason.OTHER)

@@ -38,7 +38,7 @@ from qbridge.solvers.quantum import (
     make_backend,
 )
 from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit, expand_angles
-from qbridge.solvers.quantum.backends import diagonal_expectation
+from qbridge.solvers.quantum.base import diagonal_expectation
 
 # -- helpers ------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from psycopg import errors as pg_errors
 from qbridge.bus import Record
 from qbridge.contracts import AvroCodec
 from qbridge.contracts.convert import problem_to_avro
-from qbridge.errors import ErrorClass, classify
+from qbridge.errors import ErrorClass, StoreUnavailableError, classify
 from qbridge.problems.registry import problem_from_dict
 from qbridge.solvers.base import (
     Budget,
@@ -33,7 +33,7 @@ from results_sink.app import ResultsSinkApp, UnroutableRecordError
 from results_sink.mapping import InvalidRecordError
 from results_sink.migrate import load_migrations
 from results_sink.replay import ReplayError, ReplaySpec, classical_solver, load_spec, replay
-from results_sink.store import StoreUnavailableError, translate
+from results_sink.store import translate
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 MAXCUT = problem_from_dict("maxcut", {"num_nodes": 3, "edges": [[0, 1, 1.0], [1, 2, 2.0]]})

@@ -41,7 +41,7 @@ from qbridge.bus.producer import BusProducer
 from qbridge.bus.settings import KafkaSettings
 from qbridge.contracts.codec import AvroCodec
 from qbridge.errors import BusError, CodecError, DeliveryError, ErrorClass, classify
-from qbridge.service.metrics import MESSAGES_CONSUMED, RETRIES
+from qbridge.metrics import MESSAGES_CONSUMED, RETRIES
 from qbridge.topics import TopicSpec
 
 logger = logging.getLogger(__name__)

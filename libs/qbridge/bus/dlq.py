@@ -10,7 +10,7 @@ from confluent_kafka import Message
 from qbridge.bus import headers as h
 from qbridge.bus.producer import BusProducer
 from qbridge.errors import ErrorClass, classify
-from qbridge.service.metrics import DLQ_MESSAGES, MESSAGES_CONSUMED
+from qbridge.metrics import DLQ_MESSAGES, MESSAGES_CONSUMED
 from qbridge.topics import DEAD_LETTERS, TopicSpec
 
 logger = logging.getLogger(__name__)

@@ -34,6 +34,19 @@ class PartitionLag:
     lag: int
 
 
+def topic_partitions(consumer: Consumer, topic: str, timeout: float) -> list[int]:
+    """The partition numbers of ``topic``, sorted.
+
+    Raises:
+        BusError: The topic does not exist (or the broker reports an error for it).
+        KafkaException: The broker did not answer in time.
+    """
+    md = consumer.list_topics(topic, timeout=timeout).topics.get(topic)
+    if md is None or md.error is not None or not md.partitions:
+        raise BusError(f"topic {topic!r} not found: {md.error if md else 'missing'}")
+    return sorted(md.partitions)
+
+
 class LagReader:
     """Reads a consumer group's lag without joining the group."""
 
@@ -66,10 +79,10 @@ class LagReader:
         try:
             partitions: list[TopicPartition] = []
             for topic in topics:
-                md = self._consumer.list_topics(topic, timeout=timeout).topics.get(topic)
-                if md is None or md.error is not None or not md.partitions:
-                    raise BusError(f"topic {topic!r} not found: {md.error if md else 'missing'}")
-                partitions.extend(TopicPartition(topic, p) for p in sorted(md.partitions))
+                partitions.extend(
+                    TopicPartition(topic, p)
+                    for p in topic_partitions(self._consumer, topic, timeout)
+                )
             committed = self._consumer.committed(partitions, timeout=timeout)
             result = []
             for tp in committed:

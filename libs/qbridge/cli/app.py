@@ -31,6 +31,7 @@ from google.protobuf.json_format import MessageToDict, MessageToJson
 from qbridge.cli.files import ProblemFileError, load, options_message, problem_message
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qbridge.status import JobStatus
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 ERROR_DETAIL_KEY = "qbridge-error-bin"
@@ -475,10 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--status",
         action="append",
-        choices=["submitted", "accepted", "routed", "running", "succeeded", "degraded",
-                 "failed", "expired", "rejected"],
+        choices=[s.value for s in JobStatus],
         help="only this status (repeatable)",
-    )  # fmt: skip
+    )
     p.add_argument("--type", help="only this problem type")
     p.add_argument("--limit", type=int, default=20, help="page size (max 200)")
     p.add_argument("--page-token", help="next page (from a previous listing)")

@@ -6,9 +6,10 @@ gives the same data as JSON. Data comes from the results database (PostgreSQL) a
 for lag, from Kafka. See :class:`DashboardApp`.
 """
 
+from qbridge.bus.lag_monitor import LagSnapshot
 from qbridge.dashboard.app import DashboardApp, DashboardSettings
 from qbridge.dashboard.lag import KafkaLag
-from qbridge.dashboard.summary import LagSnapshot, Thresholds, build_summary
+from qbridge.dashboard.summary import Thresholds, build_summary
 
 __all__ = [
     "DashboardApp",

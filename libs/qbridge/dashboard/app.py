@@ -21,8 +21,9 @@ from urllib.parse import parse_qs
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qbridge.bus.lag_monitor import LagSnapshot
 from qbridge.dashboard.page import render_page
-from qbridge.dashboard.summary import Connect, LagSnapshot, Thresholds, build_summary
+from qbridge.dashboard.summary import Connect, Thresholds, build_summary
 
 logger = logging.getLogger(__name__)
 

@@ -9,17 +9,18 @@ from typing import Any
 
 from qbridge.dashboard import charts
 from qbridge.dashboard.charts import Bar, Marker, Series
+from qbridge.status import JobStatus
 
 QUANTUM = "#6f42c1"
 CLASSICAL = "#1f9e89"
 DEGRADED = "#e8a33d"
 FAILED = "#d64545"
 NEUTRAL = "#7b8794"
-STATUS_COLORS = {
-    "succeeded": CLASSICAL,
-    "degraded": DEGRADED,
-    "failed": FAILED,
-    "expired": NEUTRAL,
+STATUS_COLORS: dict[str, str] = {
+    JobStatus.SUCCEEDED: CLASSICAL,
+    JobStatus.DEGRADED: DEGRADED,
+    JobStatus.FAILED: FAILED,
+    JobStatus.EXPIRED: NEUTRAL,
 }
 DASH = "\u2013"  # shown for missing values
 WINDOWS = (("15 min", 15), ("1 h", 60), ("6 h", 360), ("24 h", 1440))

@@ -20,38 +20,24 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from qbridge.bus.lag_monitor import LagSnapshot
 from qbridge.problems.base import Sense
 from qbridge.problems.registry import PROBLEM_TYPES
+from qbridge.results.read import recent_results
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 """Gives a connection for the duration of a ``with`` block (e.g. ``pool.connection``)."""
 
-FINAL_STATUSES = ("succeeded", "degraded", "failed", "expired")
 SERIES_BUCKETS = 24
-
-
-@dataclass(frozen=True)
-class LagSnapshot:
-    """Consumer-group lag at one moment.
-
-    Attributes:
-        groups: Group -> topic -> messages not yet committed.
-        read_at: When it was read (UTC).
-        error: Why (some of) it could not be read, if so.
-    """
-
-    groups: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
-    read_at: datetime | None = None
-    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,18 +156,6 @@ GROUP BY problem_type
 ORDER BY problem_type
 """
 
-_RECENT_SQL = """
-SELECT j.job_id, j.tenant, j.problem_type, COALESCE(s.status, j.status, 'pending') AS status,
-       COALESCE(s.route, j.route) AS route, s.backend, s.solver, s.objective, s.feasible,
-       s.reason, s.attempts,
-       (EXTRACT(EPOCH FROM (s.completed_at - COALESCE(j.accepted_at, j.created_at))) * 1000)
-           AS latency_ms,
-       COALESCE(j.created_at, j.first_seen_at) AS created_at, s.completed_at
-FROM jobs j LEFT JOIN solutions s USING (job_id)
-ORDER BY COALESCE(s.completed_at, j.created_at, j.first_seen_at) DESC, j.job_id
-LIMIT %(limit)s
-"""
-
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
 
 
@@ -252,7 +226,7 @@ def build_summary(
         latency = cur.execute(_LATENCY_SQL, p).fetchall()
         quality = cur.execute(_QUALITY_SQL, p).fetchall()
         race = cur.execute(_RACE_SQL, p).fetchall()
-        recent = cur.execute(_RECENT_SQL, p).fetchall()
+        recent = recent_results(cur, limit)
 
     final = sum(int(r["jobs"]) for r in routes)
     degraded = sum(int(r["jobs"]) for r in routes if r["status"] == "degraded")

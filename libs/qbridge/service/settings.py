@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qbridge.problems.limits import Limits
+from qbridge.validation.accept import RequestBounds
 
 _LIMITS = Limits()
+_BOUNDS = RequestBounds()
 
 
 class ServiceSettings(BaseSettings):
@@ -63,4 +66,31 @@ class ProblemLimitsSettings(BaseSettings):
             max_jobshop_operations=self.max_jobshop_operations,
             max_jobshop_horizon=self.max_jobshop_horizon,
             max_knapsack_capacity=self.max_knapsack_capacity,
+        )
+
+
+class RequestBoundsSettings(BaseSettings):
+    """Bounds on a request's own fields (``QBRIDGE_MIN_TIMEOUT_MS``...), defined once.
+
+    Attributes:
+        min_timeout_ms: Shortest accepted ``timeout_ms``.
+        max_timeout_ms: Longest accepted ``timeout_ms``.
+        max_shot_budget: Largest accepted ``shot_budget`` (0 = no limit).
+        max_tags: Most tags per request.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore")
+
+    min_timeout_ms: int = Field(default=_BOUNDS.min_timeout_ms, ge=1)
+    max_timeout_ms: int = Field(default=_BOUNDS.max_timeout_ms, ge=1)
+    max_shot_budget: int = Field(default=_BOUNDS.max_shot_budget or 0, ge=0)
+    max_tags: int = Field(default=_BOUNDS.max_tags, ge=0)
+
+    def bounds(self) -> RequestBounds:
+        """The bounds on a request's own fields."""
+        return RequestBounds(
+            min_timeout_ms=self.min_timeout_ms,
+            max_timeout_ms=self.max_timeout_ms,
+            max_shot_budget=self.max_shot_budget or None,
+            max_tags=self.max_tags,
         )

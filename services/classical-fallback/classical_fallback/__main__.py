@@ -6,7 +6,7 @@ import sys
 
 from classical_fallback.config import ClassicalSettings
 from classical_fallback.solvers import ClassicalSolvers
-from qbridge.service.executor import serve_executor
+from qbridge.executor.app import serve_executor
 from qbridge.topics import WORK_CLASSICAL
 
 SERVICE = "classical-fallback"

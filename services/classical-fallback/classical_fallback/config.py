@@ -7,10 +7,10 @@ import os
 from pydantic import Field
 
 from qbridge.bus import KafkaSettings
+from qbridge.executor.worker import WorkerSettings
 from qbridge.service import ServiceSettings
 from qbridge.solvers.classical import CpSatSettings
 from qbridge.solvers.exact import MAX_EXACT_VARIABLES
-from qbridge.solvers.worker import WorkerSettings
 from qbridge.topics import CLASSICAL_FALLBACK_GROUP, DEAD_LETTERS, SOLVER_OUTCOMES, WORK_CLASSICAL
 
 _CPSAT = CpSatSettings()

@@ -3,7 +3,8 @@
 * Solve calls in flight, overall and per tenant, are bounded (each holds a thread and
   a hedge);
 * executor lag (committed offsets vs high watermarks of the executors' consumer
-  groups, read from Kafka like the orchestrator does) above a threshold refuses
+  groups, read by the shared :class:`~qbridge.bus.lag_monitor.LagMonitor` like the
+  orchestrator does) above a threshold refuses
   low-priority work, and far above it refuses every Submit: the pipeline would only
   queue it. A normal-priority Solve is still taken under lag: the orchestrator degrades
   it to classical and the gateway's own answer bounds its latency.
@@ -14,13 +15,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Gauge
 
-from qbridge.bus import KafkaSettings, LagReader
-from qbridge.errors import BusError, ErrorClass, QBridgeError
-from qbridge.service.metrics import CONSUMER_LAG
+from qbridge.errors import ErrorClass, QBridgeError
 from qbridge.topics import CLASSICAL_FALLBACK_GROUP, QUANTUM_EXECUTOR_GROUP, ConsumerGroup
 
 logger = logging.getLogger(__name__)
@@ -47,71 +46,6 @@ class OverloadedError(QBridgeError):
     def __init__(self, message: str, retry_after_ms: int = 500) -> None:
         super().__init__(message)
         self.retry_after_ms = retry_after_ms
-
-
-class LagMonitor:
-    """Reads the executors' consumer-group lag in the background."""
-
-    def __init__(
-        self,
-        settings: KafkaSettings | None,
-        groups: Sequence[ConsumerGroup] = EXECUTOR_GROUPS,
-        poll_s: float = 1.0,
-    ) -> None:
-        """Describe the monitor (:meth:`start` begins reading; None settings = never)."""
-        self.settings = settings
-        self.groups = tuple(groups)
-        self.poll_s = poll_s
-        self.by_group: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._readers: dict[str, LagReader] = {}
-
-    def start(self) -> None:
-        """Read once now, then every ``poll_s`` seconds in a thread."""
-        if self.settings is None:
-            return
-        self._readers = {g.name: LagReader(self.settings, g.name) for g in self.groups}
-        self.refresh()
-        self._thread = threading.Thread(target=self._run, name="lag-monitor", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.refresh()
-
-    def refresh(self) -> None:
-        """Read every group's lag now (a failed read forgets that group's value)."""
-        for group in self.groups:
-            reader = self._readers.get(group.name)
-            if reader is None:
-                continue
-            try:
-                parts = reader.read(group.topics, timeout=5)
-            except BusError as exc:
-                logger.warning("lag of %s unavailable: %s", group.name, exc)
-                self.by_group.pop(group.name, None)
-                continue
-            self.by_group[group.name] = sum(p.lag for p in parts)
-            for topic in group.topics:
-                CONSUMER_LAG.labels(group.name, topic).set(
-                    sum(p.lag for p in parts if p.topic == topic)
-                )
-
-    def total(self) -> int | None:
-        """Sum over the executor groups, or None while unknown."""
-        if not self.by_group:
-            return None
-        return sum(self.by_group.values())
-
-    def stop(self) -> None:
-        """Stop reading and release the clients."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-        for reader in self._readers.values():
-            reader.close()
-        self._readers.clear()
 
 
 class Admission:

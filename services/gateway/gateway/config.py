@@ -4,28 +4,30 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from qbridge.bus import KafkaSettings
-from qbridge.service.settings import ProblemLimitsSettings, ServiceSettings
+from qbridge.service.grpc_server import GrpcServerSettings
+from qbridge.service.settings import (
+    ProblemLimitsSettings,
+    RequestBoundsSettings,
+    ServiceSettings,
+)
 
 
-class GatewaySettings(ServiceSettings, ProblemLimitsSettings):
+class GatewaySettings(
+    ServiceSettings, ProblemLimitsSettings, RequestBoundsSettings, GrpcServerSettings
+):
     """Everything the gateway reads from its environment.
 
+    The gRPC listener (``QBRIDGE_GRPC_PORT``, TLS files...) is :class:`GrpcServerSettings`;
+    each Solve and each WatchJob holds one of its ``grpc_workers``, and the default
+    ``max_concurrent_rpcs`` leaves room for ``max_inflight_solves`` + ``max_watchers`` +
+    short calls.
+
     Attributes:
-        grpc_host: Bind address of the gRPC server.
-        grpc_port: gRPC port (0 picks a free one).
-        grpc_workers: Threads serving calls (each Solve and each WatchJob holds one).
-        max_concurrent_rpcs: gRPC answers RESOURCE_EXHAUSTED above this many calls; keep it
-            at most ``grpc_workers`` so excess calls are refused at once instead of queueing
-            (a queued Solve would lose its deadline). The default leaves room for
-            ``max_inflight_solves`` + ``max_watchers`` + short calls.
         api_keys: API key -> tenant (``QBRIDGE_API_KEYS='{"key1": "tenantA"}'``).
-        tls_cert: PEM certificate chain file; with ``tls_key`` the server speaks TLS only.
-        tls_key: PEM private key file.
-        tls_client_ca: PEM CA bundle; when set, clients must present a certificate (mTLS).
         premium_backends: Quantum backends only premium tenants may ask for.
         premium_tenants: Tenants allowed on premium backends.
         known_backends: Backends a request may name (others are INVALID_ARGUMENT).
@@ -36,7 +38,8 @@ class GatewaySettings(ServiceSettings, ProblemLimitsSettings):
         default_deadline_ms: Solve deadline when neither the request nor the call has one.
         max_deadline_ms: Longest Solve deadline accepted.
         default_timeout_ms: Submit's job timeout when the request has none.
-        min_job_timeout_ms: Shortest job timeout published (intake's lower bound).
+        min_job_timeout_ms: Shortest job timeout published (the lower bound of the
+            request bounds; the others are intake's :class:`RequestBoundsSettings`).
         pipeline_reserve_share: Share of a Solve deadline kept between the job's own
             deadline and the caller's, for the final outcome to travel back.
         pipeline_reserve_min_ms: Lower bound of that reserve.
@@ -68,15 +71,7 @@ class GatewaySettings(ServiceSettings, ProblemLimitsSettings):
 
     model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore", populate_by_name=True)
 
-    grpc_host: str = "0.0.0.0"
-    grpc_port: int = Field(default=50051, ge=0, le=65535)
-    grpc_workers: int = Field(default=160, ge=4)
-    max_concurrent_rpcs: int = Field(default=160, ge=1)
-
     api_keys: dict[str, str] = Field(default_factory=dict, repr=False)
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None
     premium_backends: list[str] = ["ibm_runtime"]
     premium_tenants: list[str] = []
     known_backends: list[str] = [
@@ -122,11 +117,3 @@ class GatewaySettings(ServiceSettings, ProblemLimitsSettings):
     recent_jobs: int = Field(default=10_000, ge=100)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-
-    @model_validator(mode="after")
-    def _tls_pair(self) -> GatewaySettings:
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise ValueError("QBRIDGE_TLS_CERT and QBRIDGE_TLS_KEY must be set together")
-        if self.tls_client_ca and not self.tls_cert:
-            raise ValueError("QBRIDGE_TLS_CLIENT_CA needs QBRIDGE_TLS_CERT and QBRIDGE_TLS_KEY")
-        return self

@@ -1,6 +1,6 @@
 """Turning a gRPC request into the pipeline's ``ProblemRequest``, validated as intake will.
 
-The job id is intake's own (:func:`intake.accept.accept` derives it from tenant and
+The job id is intake's own (:func:`qbridge.validation.accept.accept` derives it from tenant and
 idempotency key, the key defaulting to the fingerprint of the normalized problem), so
 the id returned to the caller is the id the pipeline uses, and repeated submissions of
 the same key map to the same job.
@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway.convert import invalid, problem_input
-from intake.accept import RequestBounds, accept
 from qbridge.bus import BusProducer
 from qbridge.bus import headers as h
 from qbridge.contracts.convert import problem_from_avro
+from qbridge.contracts.gateway_messages import invalid, problem_input, problem_request
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError, QBridgeError
 from qbridge.problems.base import Problem
 from qbridge.problems.limits import Limits
 from qbridge.topics import PROBLEM_REQUESTS
+from qbridge.validation.accept import RequestBounds, accept
 
 BACKEND_TAG = "backend"
 """Tag carrying a requested quantum backend to the orchestrator."""
@@ -154,21 +154,9 @@ class JobFactory:
         if key is None and per_call_key:
             key = f"{call}-{uuid.uuid4()}"
         now = self.clock()
-        request: dict[str, Any] = {
-            "request_id": str(uuid.uuid4()),
-            "idempotency_key": key,
-            "tenant": tenant,
-            "problem_type": pin.problem_type,
-            "problem": pin.avro,
-            "timeout_ms": int(timeout_ms),
-            "fallback_policy": options.fallback_policy or "auto",
-            "priority": options.priority if options.HasField("priority") else 5,
-            "shot_budget": options.shot_budget if options.HasField("shot_budget") else None,
-            "seed": options.seed if options.HasField("seed") else None,
-            "correlation_id": options.correlation_id or None,
-            "tags": tags,
-            "created_at": now,
-        }
+        request = problem_request(
+            tenant, pin, options, timeout_ms=timeout_ms, key=key, tags=tags, created_at=now
+        )
         try:
             env = accept(request, now, self.limits, bounds=self.bounds)
         except InvalidProblemError as exc:

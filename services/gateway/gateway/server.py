@@ -10,45 +10,33 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from concurrent import futures
-from pathlib import Path
+from dataclasses import replace
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_health.v1 import health
 
-from gateway.admission import Admission, LagMonitor
-from gateway.auth import Authenticator
+from gateway.admission import EXECUTOR_GROUPS, Admission
 from gateway.config import GatewaySettings
-from gateway.events import EventHub
 from gateway.jobs import JobFactory, JobPublisher
 from gateway.local import LocalSolverPool
 from gateway.service import GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
-from gateway.store import JobReader
 from gateway.tracking import JobTracker
-from intake.accept import RequestBounds
 from qbridge.bus import BusProducer, ensure_topics
+from qbridge.bus.follower import EventHub
+from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qbridge.metrics import CONSUMER_LAG
+from qbridge.results.read import JobReader
+from qbridge.service.auth import Authenticator
+from qbridge.service.grpc_server import bound_server, follow_readiness
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "gateway"
 GATEWAY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
-
-
-def server_credentials(settings: GatewaySettings) -> grpc.ServerCredentials | None:
-    """TLS credentials from the configured PEM files, or None for plaintext."""
-    if not settings.tls_cert or not settings.tls_key:
-        return None
-    key = Path(settings.tls_key).read_bytes()
-    cert = Path(settings.tls_cert).read_bytes()
-    ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
-    )
 
 
 def make_grpc_server(
@@ -61,31 +49,12 @@ def make_grpc_server(
     Raises:
         OSError: The address cannot be bound.
     """
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="grpc"),
-        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        options=[
-            ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-        ],
+    return bound_server(
+        settings,
+        lambda server: pb_grpc.add_GatewayServicer_to_server(servicer, server),
+        [GATEWAY_SERVICE_NAME],
+        health_servicer,
     )
-    pb_grpc.add_GatewayServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (GATEWAY_SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
-    address = f"{settings.grpc_host}:{settings.grpc_port}"
-    creds = server_credentials(settings)
-    port = (
-        server.add_secure_port(address, creds)
-        if creds is not None
-        else server.add_insecure_port(address)
-    )
-    if port == 0:
-        raise OSError(f"cannot bind the gRPC server to {address}")
-    return server, port
 
 
 class GatewayServer:
@@ -104,7 +73,7 @@ class GatewayServer:
             logger.warning("no API keys configured (QBRIDGE_API_KEYS): every call is refused")
         self.producer = BusProducer(settings.kafka, self.codec, client_id="qbridge-gateway")
         self.hub = EventHub(settings.kafka, self.codec, recent_jobs=settings.recent_jobs)
-        self.lag = LagMonitor(settings.kafka, poll_s=settings.lag_poll_ms / 1000)
+        self.lag = LagMonitor(settings.kafka, EXECUTOR_GROUPS, gauge=CONSUMER_LAG)
         self.reader = JobReader.connect(
             settings.database_url, max_size=settings.db_pool_max, timeout_s=settings.db_timeout_s
         )
@@ -125,7 +94,7 @@ class GatewayServer:
         )
         jobs = JobFactory(
             settings.limits(),
-            RequestBounds(min_timeout_ms=settings.min_job_timeout_ms),
+            replace(settings.bounds(), min_timeout_ms=settings.min_job_timeout_ms),
             known_backends=settings.known_backends,
             premium_backends=settings.premium_backends,
             premium_tenants=settings.premium_tenants,
@@ -175,36 +144,14 @@ class GatewayServer:
         took = self.pool.wait_ready()
         logger.info("local solvers (%s) warmed up in %.2f s", self.pool.mode, took)
         self.hub.start()
-        self.lag.start()
+        self.lag.start(s.lag_poll_ms / 1000)
         server, self.port = make_grpc_server(s, self.service, self.health)
         server.start()
         self.grpc = server
         self._serving = True
-        self._set_health(True)
-        threading.Thread(target=self._health_loop, name="health", daemon=True).start()
-        mode = "plaintext"
-        if s.tls_cert:
-            mode = "TLS with client certificates" if s.tls_client_ca else "TLS"
-        logger.info("gRPC gateway on %s:%d (%s)", s.grpc_host, self.port, mode)
+        follow_readiness(self.health, [GATEWAY_SERVICE_NAME], self.ready, self._stop)
+        logger.info("gRPC gateway on %s:%d (%s)", s.grpc_host, self.port, s.transport)
         return self.port
-
-    def _set_health(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        for name in ("", GATEWAY_SERVICE_NAME):
-            self.health.set(name, status)
-
-    def _health_loop(self) -> None:
-        last = True
-        while not self._stop.wait(2.0):
-            ok, detail = self.ready()
-            if ok != last:
-                logger.warning("health: %s", "serving" if ok else f"not serving ({detail})")
-                self._set_health(ok)
-                last = ok
 
     def ready(self) -> tuple[bool, str]:
         """Ready while serving and following events."""
@@ -238,7 +185,7 @@ class GatewayServer:
             grace = self.settings.shutdown_grace_s if grace_s is None else grace_s
             self.grpc.stop(grace).wait(grace + 1)
         self.hub.stop()
-        self.lag.stop()
+        self.lag.close()
 
     def close(self) -> None:
         """Release clients (after :meth:`shutdown`)."""

@@ -18,17 +18,16 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from gateway.admission import Admission, OverloadedError
-from gateway.auth import Authenticator, UnauthenticatedError
 from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
-from gateway.events import EventHub
 from gateway.jobs import JobFactory, JobPublisher, PermissionDeniedError
 from gateway.solve import SolveCoordinator
 from gateway.tracking import JobTracker
+from qbridge.bus.follower import EventHub
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from qbridge.errors import BusError, InvalidProblemError
+from qbridge.errors import BusError, InvalidProblemError, StoreUnavailableError
 from qbridge.service import log_context
-from results_sink.store import StoreUnavailableError
+from qbridge.service.auth import Authenticator, UnauthenticatedError
 
 logger = logging.getLogger(__name__)
 

@@ -28,15 +28,15 @@ from typing import Any, Protocol
 from prometheus_client import Counter, Histogram
 
 from gateway.admission import Admission
-from gateway.convert import STATUS_TO_PB, result_pb, usable
 from gateway.errors import CallerGoneError, NoAnswerError
-from gateway.events import EventHub, JobMemory
 from gateway.jobs import JobFactory, JobPublisher, PreparedJob
 from gateway.local import LocalSolverPool, LocalTask, better, instant_outcome
-from gateway.store import JobReader
+from qbridge.bus.follower import EventHub, JobMemory
 from qbridge.contracts.convert import outcome_fields
+from qbridge.contracts.gateway_messages import STATUS_TO_PB, result_pb, usable
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
+from qbridge.results.read import JobReader
 from qbridge.solvers.base import Outcome
 
 logger = logging.getLogger(__name__)

@@ -14,25 +14,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from gateway.admission import OverloadedError
-from gateway.convert import (
-    FINAL_STATUSES,
-    ROUTE_TO_PB,
-    STATUS_TO_PB,
+from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
+from qbridge.bus.follower import EventHub, JobMemory
+from qbridge.contracts.gateway_messages import (
+    attempt_pb,
+    fill_job_pb,
     is_final,
+    job_summary_pb,
+    job_update_pb,
     result_pb,
+    route_pb,
+    status_pb,
     statuses_from_pb,
-    timestamp,
     transition_pb,
 )
-from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
-from gateway.events import EventHub, JobMemory
-from gateway.store import JobReader, StoredJob
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
+from qbridge.results.read import JobReader, StoredJob
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +44,6 @@ GAP_GIVE_UP_S = 10.0
 """After this long a still-missing transition is skipped (logged); order is kept."""
 OUTCOME_WAIT_S = 3.0
 """After the final transition, how long to wait for the final outcome to attach it."""
-
-
-def _pb_status(value: str | None) -> pb.JobStatus:
-    return STATUS_TO_PB.get(str(value), pb.JOB_STATUS_UNSPECIFIED)
 
 
 class JobTracker:
@@ -100,7 +98,7 @@ class JobTracker:
         status, seq, outcome = "submitted", 0, None
         if stored is not None:
             row = stored.row
-            _fill_job(job, row)
+            fill_job_pb(job, row)
             status = row.get("status") or status
             outcome = stored.outcome
         if mem is not None:
@@ -117,8 +115,8 @@ class JobTracker:
             status = str(outcome.get("status") or status)
             job.result.CopyFrom(result_pb(outcome))
             if outcome.get("route"):
-                job.route = ROUTE_TO_PB.get(str(outcome["route"]), pb.ROUTE_UNSPECIFIED)
-        job.status = _pb_status(status)
+                job.route = route_pb(outcome["route"])
+        job.status = status_pb(status)
         if request.include_transitions:
             merged = _merge(self._stored_transitions(request.job_id, 0), mem, 0)
             job.transitions.extend(transition_pb(t) for _, t in sorted(merged.items()))
@@ -127,7 +125,7 @@ class JobTracker:
                 attempts = self.reader.attempts(request.job_id)
             except Exception as exc:
                 raise UnavailableError(f"results store unavailable: {exc}") from exc
-            job.attempts.extend(_attempt_pb(a) for a in attempts)
+            job.attempts.extend(attempt_pb(a) for a in attempts)
         return job
 
     def _stored_transitions(self, job_id: str, after_seq: int) -> list[dict[str, Any]]:
@@ -157,24 +155,7 @@ class JobTracker:
         except Exception as exc:
             raise UnavailableError(f"results store unavailable: {exc}") from exc
         out = pb.ListJobsResponse(next_page_token=token)
-        for r in rows:
-            s = pb.JobSummary(
-                job_id=r["job_id"],
-                problem_type=r["problem_type"] or "",
-                status=_pb_status(r["status"]),
-                route=ROUTE_TO_PB.get(str(r["route"] or ""), pb.ROUTE_UNSPECIFIED),
-                reason=r["reason"] or "",
-                correlation_id=r["correlation_id"] or "",
-            )
-            if r["objective"] is not None:
-                s.objective = float(r["objective"])
-            if r["feasible"] is not None:
-                s.feasible = bool(r["feasible"])
-            for name, value in (("created_at", r["sort_at"]), ("final_at", r["final_at"])):
-                ts = timestamp(value)
-                if ts is not None:
-                    getattr(s, name).CopyFrom(ts)
-            out.jobs.append(s)
+        out.jobs.extend(job_summary_pb(r) for r in rows)
         return out
 
     # --- WatchJob -----------------------------------------------------------------------
@@ -228,9 +209,9 @@ class JobTracker:
                     gap_since = None
                     if is_final(t["to_status"]):
                         outcome = outcome or self._await_outcome(sub, job_id, active)
-                        yield _update(t, outcome)
+                        yield job_update_pb(t, outcome)
                         return
-                    yield _update(t, None)
+                    yield job_update_pb(t, None)
                 if rejection is not None and next_seq == 1 and not pending:
                     yield pb.JobUpdate(
                         transition=pb.StatusTransition(
@@ -313,53 +294,3 @@ def _merge(
             if seq > after:
                 out.setdefault(seq, t)
     return out
-
-
-def _update(t: Mapping[str, Any], outcome: Mapping[str, Any] | None) -> pb.JobUpdate:
-    update = pb.JobUpdate(transition=transition_pb(t), final=t["to_status"] in FINAL_STATUSES)
-    if outcome is not None:
-        update.result.CopyFrom(result_pb(outcome))
-    return update
-
-
-def _fill_job(job: pb.Job, row: Mapping[str, Any]) -> None:
-    for name in ("problem_type", "idempotency_key", "correlation_id", "input_fingerprint"):
-        if row.get(name) is not None:
-            setattr(job, name, str(row[name]))
-    if row.get("fallback_policy") is not None:
-        job.fallback_policy = str(row["fallback_policy"])
-    for name in ("priority", "timeout_ms", "num_variables"):
-        if row.get(name) is not None:
-            setattr(job, name, int(row[name]))
-    if row.get("num_qubits") is not None:
-        job.num_qubits = int(row["num_qubits"])
-    job.route = ROUTE_TO_PB.get(str(row.get("route") or ""), pb.ROUTE_UNSPECIFIED)
-    job.tags.update({str(k): str(v) for k, v in (row.get("tags") or {}).items()})
-    for name in ("created_at", "accepted_at", "deadline_at", "final_at"):
-        ts = timestamp(row.get(name))
-        if ts is not None:
-            getattr(job, name).CopyFrom(ts)
-
-
-def _attempt_pb(a: Mapping[str, Any]) -> pb.Attempt:
-    msg = pb.Attempt(
-        work_id=str(a["work_id"]),
-        attempt=int(a["attempt"]),
-        route=ROUTE_TO_PB.get(str(a.get("route") or ""), pb.ROUTE_UNSPECIFIED),
-        backend=str(a.get("backend") or ""),
-        solver=str(a.get("solver") or ""),
-        status=str(a.get("status") or ""),
-        error_class=str(a.get("error_class") or ""),
-        error_message=str(a.get("error_message") or ""),
-        duration_ms=float(a.get("duration_ms") or 0.0),
-        cost_units=float(a.get("cost_units") or 0.0),
-    )
-    if a.get("objective") is not None:
-        msg.objective = float(a["objective"])
-    if a.get("feasible") is not None:
-        msg.feasible = bool(a["feasible"])
-    for name in ("started_at", "finished_at"):
-        ts = timestamp(a.get(name))
-        if ts is not None:
-            getattr(msg, name).CopyFrom(ts)
-    return msg

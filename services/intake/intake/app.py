@@ -15,16 +15,16 @@ from typing import Any
 
 from prometheus_client import Counter
 
-from intake.accept import RequestBounds, accept
 from intake.dedup import RecentlyAccepted, Seen
 from qbridge.bus import BusConsumer, BusProducer, Record
 from qbridge.bus import headers as h
 from qbridge.contracts.registry import SchemaRegistry
 from qbridge.errors import InvalidProblemError
+from qbridge.metrics import MESSAGES_CONSUMED, STAGE_DURATION
 from qbridge.problems.limits import Limits
 from qbridge.service import log_context
-from qbridge.service.metrics import MESSAGES_CONSUMED, STAGE_DURATION
 from qbridge.topics import TopicSpec
+from qbridge.validation.accept import RequestBounds, accept
 
 logger = logging.getLogger(__name__)
 

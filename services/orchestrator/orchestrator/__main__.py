@@ -8,9 +8,11 @@ from orchestrator.app import OrchestratorApp
 from orchestrator.config import OrchestratorSettings
 from orchestrator.store import Store
 from qbridge import topics
-from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, KafkaSettings, LagReader
+from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, KafkaSettings
 from qbridge.bus.admin import ensure_topics
+from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts import AvroCodec, default_registry
+from qbridge.metrics import CONSUMER_LAG
 from qbridge.service import ServiceRuntime
 
 
@@ -34,17 +36,18 @@ def main() -> int:
         producer=producer,
         on_exhausted="block",
     )
-    lag_readers = {
-        g.name: LagReader(kafka, g.name)
-        for g in (topics.QUANTUM_EXECUTOR_GROUP, topics.CLASSICAL_FALLBACK_GROUP)
-    }
-    app = OrchestratorApp(settings, store, producer, codec, lag_readers)
+    lag = LagMonitor(
+        kafka,
+        (topics.QUANTUM_EXECUTOR_GROUP, topics.CLASSICAL_FALLBACK_GROUP),
+        keep_stale=True,
+        gauge=CONSUMER_LAG,
+    )
+    app = OrchestratorApp(settings, store, producer, codec, lag)
 
     def close() -> None:
         consumer.close()
         producer.close()
-        for r in lag_readers.values():
-            r.close()
+        lag.close()
         store.close()
 
     def ready() -> tuple[bool, str]:

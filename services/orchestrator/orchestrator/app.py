@@ -25,9 +25,11 @@ from orchestrator.machine import (
 )
 from orchestrator.policy import CircuitBreaker, Decision, JobFacts, RoutingContext, decide
 from orchestrator.store import OutboxRow, Store, to_json_safe
+from qbridge import metrics as m
 from qbridge import topics
-from qbridge.bus import BusProducer, LagReader, Record
+from qbridge.bus import BusProducer, Record
 from qbridge.bus import headers as h
+from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts.codec import AvroCodec
 from qbridge.contracts.convert import (
     problem_branch,
@@ -36,12 +38,12 @@ from qbridge.contracts.convert import (
     quality_to_avro,
     solution_to_avro,
 )
-from qbridge.errors import BusError
+from qbridge.contracts.records import WorkItem
 from qbridge.problems.base import Problem
 from qbridge.service import log_context
-from qbridge.service import metrics as m
 from qbridge.solvers.base import Provenance, Quality, Route, Timings
 from qbridge.solvers.fallback import last_resort
+from qbridge.status import DegradeReason, JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,7 @@ class OrchestratorApp:
         store: Store,
         producer: BusProducer,
         codec: AvroCodec,
-        lag_readers: Mapping[str, LagReader] | None = None,
+        lag_monitor: LagMonitor | None = None,
         clock: Callable[[], int] = _now_ms,
     ) -> None:
         """Wire the app.
@@ -73,14 +75,14 @@ class OrchestratorApp:
             store: Durable state.
             producer: Where effects go.
             codec: Avro codec for effects.
-            lag_readers: Lag readers by consumer-group name (executors' groups).
+            lag_monitor: Reads the executors' consumer-group lag (None: lag unknown).
             clock: Epoch milliseconds (injectable for tests).
         """
         self.s = settings
         self.store = store
         self.producer = producer
         self.codec = codec
-        self.lag_readers = dict(lag_readers or {})
+        self.lag_monitor = lag_monitor
         self.clock = clock
         self.machine = Machine(
             MachineConfig(
@@ -239,19 +241,10 @@ class OrchestratorApp:
         return len(due)
 
     def refresh_lag(self) -> None:
-        """Read executor lag from Kafka (committed offsets vs high watermarks)."""
-        for group, reader in self.lag_readers.items():
-            spec = next(g for g in topics.ALL_GROUPS if g.name == group)
-            try:
-                per_partition = reader.read(spec.topics, timeout=5)
-            except BusError as exc:
-                logger.warning("lag of %s unavailable: %s", group, exc)
-                continue
-            self.lag[group] = sum(p.lag for p in per_partition)
-            for topic in spec.topics:
-                m.CONSUMER_LAG.labels(group, topic).set(
-                    sum(p.lag for p in per_partition if p.topic == topic)
-                )
+        """Read executor lag now (the monitor keeps a group's last value when a read fails)."""
+        if self.lag_monitor is not None:
+            self.lag_monitor.refresh()
+            self.lag = self.lag_monitor.by_group
 
     def resend_outbox(self) -> int:
         """Re-produce outbox rows left unsent by a crash or a failed flush."""
@@ -351,6 +344,7 @@ class OrchestratorApp:
                     "from_status": e.from_status,
                     "to_status": e.to_status,
                     "reason": e.reason,
+                    "reason_code": e.reason_code,
                     "attempt": e.attempt,
                     "route": e.route,
                     "backend": e.backend,
@@ -360,24 +354,23 @@ class OrchestratorApp:
                 rows.append(self._row(topics.JOB_STATUS, st.job_id, value, hdrs))
             elif isinstance(e, EmitWork):
                 a = e.attempt
-                value = {
-                    "work_id": a.work_id,
-                    "job_id": st.job_id,
-                    "attempt": a.attempt,
-                    "route": a.route,
-                    "backend": a.backend,
-                    "tenant": st.tenant,
-                    "problem_type": st.problem_type,
-                    "problem": problem_branch(st.problem_type, envelope["problem"]),
-                    "time_limit_ms": a.time_limit_ms,
-                    "shots": st.shots or self.s.default_shots,
-                    "seed": st.seed,
-                    "top_n": 5,
-                    "priority": st.priority,
-                    "deadline_at": _dt(st.deadline_ms),
-                    "correlation_id": st.correlation_id,
-                    "enqueued_at": _dt(a.issued_ms),
-                }
+                value = WorkItem(
+                    work_id=a.work_id,
+                    job_id=st.job_id,
+                    attempt=a.attempt,
+                    route=a.route,
+                    backend=a.backend,
+                    tenant=st.tenant,
+                    problem_type=st.problem_type,
+                    problem=problem_branch(st.problem_type, envelope["problem"]),
+                    time_limit_ms=a.time_limit_ms,
+                    shots=st.shots or self.s.default_shots,
+                    seed=st.seed,
+                    priority=st.priority,
+                    deadline_at=_dt(st.deadline_ms),
+                    correlation_id=st.correlation_id,
+                    enqueued_at=_dt(a.issued_ms),
+                ).to_avro()
                 topic = topics.WORK_QUANTUM if a.route == "quantum" else topics.WORK_CLASSICAL
                 rows.append(self._row(topic, st.job_id, value, hdrs))
             elif isinstance(e, EmitFinal):
@@ -387,6 +380,7 @@ class OrchestratorApp:
                     "tenant": st.tenant,
                     "status": e.status,
                     "reason": e.reason,
+                    "reason_code": e.reason_code,
                     "problem_type": st.problem_type,
                     "input_fingerprint": envelope["input_fingerprint"],
                     "route": e.route,
@@ -419,10 +413,10 @@ class OrchestratorApp:
                 m.JOBS_FINAL.labels(e.status, e.route or "none", st.problem_type).inc()
                 if e.gap is not None:
                     m.QUANTUM_CLASSICAL_GAP.labels(st.problem_type).observe(e.gap)
-                if e.status == "degraded":
+                if e.status == JobStatus.DEGRADED:
                     # Counted when the job ends degraded, whatever caused it (routing,
                     # a quantum failure or timeout, or the in-process rescue).
-                    m.FALLBACKS.labels(_reason_label(e.reason)).inc()
+                    m.FALLBACKS.labels(e.reason_code or DegradeReason.OTHER).inc()
                 logger.info("job %s %s via %s: %s", st.job_id, e.status, e.route, e.reason)
         self._send(rows)
 
@@ -449,23 +443,3 @@ class _Batch:
     def add(self, st: JobState, effects: list[Effect], rows: list[OutboxRow]) -> None:
         self.effects.append((st, effects))
         self.outbox.extend((st.job_id, r) for r in rows)
-
-
-def _reason_label(reason: str) -> str:
-    """A bounded label value for a degradation reason."""
-    for key in (
-        "no executor",
-        "lag",
-        "circuit",
-        "quota",
-        "qubits",
-        "admission",
-        "unavailable",
-        "did not answer",
-        "infeasible",
-        "over_budget",
-        "transient",
-    ):
-        if key in reason:
-            return key.replace(" ", "_").replace("did_not_answer", "timeout")
-    return "other"

@@ -17,30 +17,15 @@ so no job can stay non-final forever.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from orchestrator.policy import Decision, Mode
+from qbridge.status import DegradeReason, JobStatus
 
 logger = logging.getLogger(__name__)
-
-
-class Status(enum.StrEnum):
-    """Job statuses."""
-
-    ACCEPTED = "accepted"
-    ROUTED = "routed"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    DEGRADED = "degraded"
-    FAILED = "failed"
-    EXPIRED = "expired"
-
-
-FINAL = frozenset({Status.SUCCEEDED, Status.DEGRADED, Status.FAILED, Status.EXPIRED})
 
 
 @dataclass
@@ -73,11 +58,12 @@ class JobState:
     shots: int
     timeout_ms: int
     deadline_ms: int
-    status: str = Status.ACCEPTED
+    status: str = JobStatus.ACCEPTED
     seq: int = 0
     mode: str | None = None
     backend: str | None = None
     degraded_reason: str | None = None
+    degraded_code: str | None = None
     attempts: list[Attempt] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     transient_retries: int = 0
@@ -89,7 +75,7 @@ class JobState:
     @property
     def final(self) -> bool:
         """Whether the job reached a final status."""
-        return Status(self.status) in FINAL
+        return JobStatus(self.status).final
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON data for storage.
@@ -121,6 +107,7 @@ class EmitStatus:
     attempt: int | None = None
     route: str | None = None
     backend: str | None = None
+    reason_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +128,8 @@ class EmitFinal:
     attempts: int
     gap: float | None
     at_ms: int
+    reason_code: str | None = None
+    """Set when ``status`` is ``degraded``: a :class:`~qbridge.status.DegradeReason`."""
 
 
 @dataclass(frozen=True)
@@ -198,7 +187,7 @@ class Machine:
             timeout_ms=env["timeout_ms"],
             deadline_ms=_ms(env["deadline_at"]),
         )
-        effects: list[Effect] = [self._transition(st, Status.ACCEPTED, "accepted", now_ms)]
+        effects: list[Effect] = [self._transition(st, JobStatus.ACCEPTED, "accepted", now_ms)]
         effects += self._route(st, now_ms, decide)
         return st, effects
 
@@ -217,8 +206,10 @@ class Machine:
             if att.status != "issued":
                 return []
             att.status = "started"
-            if st.status == Status.ROUTED:
-                return [self._transition(st, Status.RUNNING, f"{att.route} started", now_ms, att)]
+            if st.status == JobStatus.ROUTED:
+                return [
+                    self._transition(st, JobStatus.RUNNING, f"{att.route} started", now_ms, att)
+                ]
             return []
         if att.status in ("ok", "error"):
             return []  # duplicate delivery
@@ -241,7 +232,7 @@ class Machine:
             result = rescue()
             if result is not None:
                 st.results["classical"] = result
-                st.degraded_reason = "no executor answered before the deadline"
+                self._degrade(st, "no executor answered before the deadline", DegradeReason.RESCUE)
                 return self._finish_with_best(st, now_ms, "answered by the built-in heuristic")
         if now_ms >= st.deadline_ms + self.cfg.finalize_grace_ms:
             return self._finish_with_best(st, now_ms, "deadline passed")
@@ -264,7 +255,7 @@ class Machine:
             waited = now_ms - q_active[-1].issued_ms
             reason = f"quantum did not answer within {waited} ms"
             st.quantum_deadline_ms = None
-            effects += self._fallback(st, now_ms, reason)
+            effects += self._fallback(st, now_ms, reason, DegradeReason.QUANTUM_TIMEOUT)
         self._set_timer(st)
         return effects
 
@@ -278,21 +269,37 @@ class Machine:
                 st.pending = {"kind": "admission", "at_ms": now_ms + self.cfg.defer_ms}
                 self._set_timer(st)
                 return []
-            decision = Decision(Mode.CLASSICAL, None, degraded=True, reason=decision.reason)
+            decision = Decision(
+                Mode.CLASSICAL,
+                None,
+                degraded=True,
+                reason=decision.reason,
+                code=decision.code or DegradeReason.ADMISSION,
+            )
         st.mode = decision.mode.value
         st.backend = decision.backend
         if decision.degraded:
-            st.degraded_reason = decision.reason
+            self._degrade(st, decision.reason, decision.code or DegradeReason.OTHER)
         effects: list[Effect] = []
         if decision.mode in (Mode.QUANTUM, Mode.RACE):
             assert decision.backend is not None
             effects += self._dispatch(st, "quantum", decision.backend, now_ms, decision.reason)
         if decision.mode in (Mode.CLASSICAL, Mode.RACE):
-            effects += self._dispatch(st, "classical", "ortools", now_ms, decision.reason)
+            code = decision.code if decision.degraded else None
+            effects += self._dispatch(
+                st, "classical", "ortools", now_ms, decision.reason, code=code
+            )
         return effects
 
     def _dispatch(
-        self, st: JobState, route: str, backend: str, now_ms: int, reason: str
+        self,
+        st: JobState,
+        route: str,
+        backend: str,
+        now_ms: int,
+        reason: str,
+        *,
+        code: DegradeReason | None = None,
     ) -> list[Effect]:
         left = st.deadline_ms - now_ms
         if left < self.cfg.min_attempt_ms:
@@ -306,15 +313,21 @@ class Machine:
         att = Attempt(f"{st.job_id}:{n}:{route}", n, route, backend, now_ms, limit)
         st.attempts.append(att)
         effects: list[Effect] = [
-            self._transition(st, Status.ROUTED, f"{route}: {reason}", now_ms, att),
+            self._transition(st, JobStatus.ROUTED, f"{route}: {reason}", now_ms, att, code=code),
             EmitWork(att),
         ]
         self._set_timer(st)
         return effects
 
-    def _fallback(self, st: JobState, now_ms: int, reason: str) -> list[Effect]:
-        st.degraded_reason = reason
-        return self._dispatch(st, "classical", "ortools", now_ms, f"fallback: {reason}")
+    def _degrade(self, st: JobState, reason: str, code: DegradeReason) -> None:
+        """Remember why a classical answer will count as degraded (text and code)."""
+        st.degraded_reason, st.degraded_code = reason, code.value
+
+    def _fallback(
+        self, st: JobState, now_ms: int, reason: str, code: DegradeReason
+    ) -> list[Effect]:
+        self._degrade(st, reason, code)
+        return self._dispatch(st, "classical", "ortools", now_ms, f"fallback: {reason}", code=code)
 
     def _on_ok(
         self,
@@ -359,7 +372,9 @@ class Machine:
             self._set_timer(st)
             return effects  # wait for the other route (or the deadline)
         if att.route == "quantum" and not feasible and "classical" not in st.results:
-            return effects + self._fallback(st, now_ms, "quantum answer infeasible")
+            return effects + self._fallback(
+                st, now_ms, "quantum answer infeasible", DegradeReason.QUANTUM_INFEASIBLE
+            )
         return effects + self._finish_with_best(st, now_ms, "")
 
     def _on_error(
@@ -391,51 +406,55 @@ class Machine:
             effects.append(BackendHealth(att.backend, False))
             if cls in ("invalid_input", "defect") and st.mode != Mode.RACE:
                 return effects + self._finish(
-                    st, Status.FAILED, f"quantum {cls}: {msg}", None, now_ms
+                    st, JobStatus.FAILED, f"quantum {cls}: {msg}", None, now_ms
                 )
             if st.fallback_policy == "quantum_only":
                 return effects + self._finish(
                     st,
-                    Status.FAILED,
+                    JobStatus.FAILED,
                     f"quantum_only and quantum failed ({cls}): {msg}",
                     None,
                     now_ms,
                 )
             if self._active(st, "classical") or "classical" in st.results:
-                st.degraded_reason = f"quantum {cls}: {msg}"
+                self._degrade(st, f"quantum {cls}: {msg}", DegradeReason.for_error_class(cls))
                 if "classical" in st.results:
                     return effects + self._finish_with_best(st, now_ms, "")
                 self._set_timer(st)
                 return effects
-            return effects + self._fallback(st, now_ms, f"quantum {cls}: {msg}")
+            return effects + self._fallback(
+                st, now_ms, f"quantum {cls}: {msg}", DegradeReason.for_error_class(cls)
+            )
         # classical route failed for good
         if st.results or self._active(st, "quantum"):
             if st.results:
                 return effects + self._finish_with_best(st, now_ms, f"classical {cls}: {msg}")
             self._set_timer(st)
             return effects
-        return effects + self._finish(st, Status.FAILED, f"classical {cls}: {msg}", None, now_ms)
+        return effects + self._finish(st, JobStatus.FAILED, f"classical {cls}: {msg}", None, now_ms)
 
     def _finish_with_best(self, st: JobState, now_ms: int, why: str) -> list[Effect]:
         if not st.results:
-            return self._finish(st, Status.EXPIRED, why or "no answer", None, now_ms)
+            return self._finish(st, JobStatus.EXPIRED, why or "no answer", None, now_ms)
         ranked = sorted(st.results.items(), key=lambda kv: self._rank(st, kv[1]))
         route, best = ranked[0]
         gap = None
+        code: DegradeReason | None = None
         if "quantum" in st.results and "classical" in st.results:
             q = st.results["quantum"]["solution"]["objective"]
             c = st.results["classical"]["solution"]["objective"]
             worse = (q - c) if st.sense == "minimize" else (c - q)
             gap = worse / max(abs(c), 1e-9)
         if st.mode == Mode.RACE and gap is not None:
-            status, reason = Status.SUCCEEDED, f"race won by {route} (gap {gap:+.4f})"
+            status, reason = JobStatus.SUCCEEDED, f"race won by {route} (gap {gap:+.4f})"
         elif route == "classical" and st.degraded_reason:
-            status, reason = Status.DEGRADED, st.degraded_reason
+            status, reason = JobStatus.DEGRADED, st.degraded_reason
+            code = DegradeReason(st.degraded_code or DegradeReason.OTHER)
         else:
-            status, reason = Status.SUCCEEDED, f"answered by {route}"
+            status, reason = JobStatus.SUCCEEDED, f"answered by {route}"
         if why:
             reason = f"{reason}; {why}"
-        return self._finish(st, status, reason, route, now_ms, best, gap)
+        return self._finish(st, status, reason, route, now_ms, best, gap, code)
 
     def _rank(self, st: JobState, result: Mapping[str, Any]) -> tuple[bool, float]:
         sol = result["solution"]
@@ -445,24 +464,32 @@ class Machine:
     def _finish(
         self,
         st: JobState,
-        status: Status,
+        status: JobStatus,
         reason: str,
         route: str | None,
         now_ms: int,
         result: dict[str, Any] | None = None,
         gap: float | None = None,
+        code: DegradeReason | None = None,
     ) -> list[Effect]:
         st.final_reason = reason
         st.pending = None
         st.timer_ms = None
-        transition = self._transition(st, status, reason, now_ms)
-        return [
-            transition,
-            EmitFinal(str(status), reason, route, result, len(st.attempts), gap, now_ms),
-        ]
+        transition = self._transition(st, status, reason, now_ms, code=code)
+        final = EmitFinal(
+            str(status), reason, route, result, len(st.attempts), gap, now_ms, reason_code=code
+        )
+        return [transition, final]
 
     def _transition(
-        self, st: JobState, to: Status, reason: str, now_ms: int, att: Attempt | None = None
+        self,
+        st: JobState,
+        to: JobStatus,
+        reason: str,
+        now_ms: int,
+        att: Attempt | None = None,
+        *,
+        code: DegradeReason | None = None,
     ) -> EmitStatus:
         prev = None if st.seq == 0 else st.status
         st.seq += 1
@@ -476,6 +503,7 @@ class Machine:
             attempt=att.attempt if att else None,
             route=att.route if att else None,
             backend=att.backend if att else None,
+            reason_code=code,
         )
 
     def _rescue_at(self, st: JobState) -> int:

@@ -6,6 +6,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from qbridge.status import DegradeReason
+
 
 class Mode(enum.StrEnum):
     """How a job is solved."""
@@ -65,6 +67,9 @@ class Decision:
         admit: False = defer admission (backpressure); re-decide later.
         degraded: True when quantum was wanted but policy chose classical.
         reason: Why, in words a user can read.
+        code: The reason as a code whenever policy overrides what the job asked for
+            (a degradation, too many qubits, a deferred admission): what metrics and
+            consumers branch on, instead of parsing ``reason``.
     """
 
     mode: Mode
@@ -72,6 +77,7 @@ class Decision:
     admit: bool = True
     degraded: bool = False
     reason: str = ""
+    code: DegradeReason | None = None
 
 
 def decide(job: JobFacts, ctx: RoutingContext) -> Decision:
@@ -85,6 +91,7 @@ def decide(job: JobFacts, ctx: RoutingContext) -> Decision:
             Mode.CLASSICAL,
             None,
             admit=False,
+            code=DegradeReason.ADMISSION,
             reason=f"admission paused: executor lag {ctx.total_lag} > {ctx.pause_low_priority_lag}"
             f" and priority {job.priority} < {ctx.low_priority_below}",
         )
@@ -97,6 +104,7 @@ def decide(job: JobFacts, ctx: RoutingContext) -> Decision:
             Mode.CLASSICAL,
             None,
             degraded=job.fallback_policy != "quantum_only",
+            code=DegradeReason.QUBITS,
             reason=f"needs {job.num_qubits} qubits, {ctx.backend} has {ctx.backend_max_qubits}",
         )
     if job.fallback_policy == "quantum_only":
@@ -104,13 +112,18 @@ def decide(job: JobFacts, ctx: RoutingContext) -> Decision:
     wanted = Mode.RACE if job.fallback_policy == "race" else Mode.QUANTUM
     if not ctx.backend_available:
         return Decision(
-            Mode.CLASSICAL, None, degraded=True, reason=f"{ctx.backend} circuit breaker open"
+            Mode.CLASSICAL,
+            None,
+            degraded=True,
+            code=DegradeReason.CIRCUIT_OPEN,
+            reason=f"{ctx.backend} circuit breaker open",
         )
     if ctx.shots_left is not None and ctx.shots_left < job.shots:
         return Decision(
             Mode.CLASSICAL,
             None,
             degraded=True,
+            code=DegradeReason.QUOTA,
             reason=f"tenant shot quota exhausted ({ctx.shots_left} left, {job.shots} needed)",
         )
     if ctx.cost_left is not None and ctx.cost_left <= 0:
@@ -118,6 +131,7 @@ def decide(job: JobFacts, ctx: RoutingContext) -> Decision:
             Mode.CLASSICAL,
             None,
             degraded=True,
+            code=DegradeReason.QUOTA,
             reason=f"tenant cost quota exhausted ({ctx.cost_left:.2f} units left)",
         )
     if ctx.quantum_lag > ctx.degrade_quantum_lag:
@@ -125,6 +139,7 @@ def decide(job: JobFacts, ctx: RoutingContext) -> Decision:
             Mode.CLASSICAL,
             None,
             degraded=True,
+            code=DegradeReason.QUANTUM_LAG,
             reason=f"quantum executor lag {ctx.quantum_lag} > {ctx.degrade_quantum_lag}",
         )
     return Decision(wanted, ctx.backend, reason=f"policy {job.fallback_policy}")

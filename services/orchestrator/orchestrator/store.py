@@ -20,53 +20,13 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from orchestrator.machine import JobState
-from qbridge.errors import ErrorClass, QBridgeError
+from qbridge.db import load_migrations, make_pool, migrate, translated
 
 logger = logging.getLogger(__name__)
 
-_MIGRATIONS: list[tuple[int, str]] = [
-    (
-        1,
-        """
-        CREATE TABLE orch_jobs (
-            job_id      text PRIMARY KEY,
-            tenant      text NOT NULL,
-            status      text NOT NULL,
-            final       boolean NOT NULL DEFAULT false,
-            timer_ms    bigint,
-            fingerprint text NOT NULL,
-            envelope    jsonb NOT NULL,
-            state       jsonb NOT NULL,
-            created_at  timestamptz NOT NULL DEFAULT now(),
-            updated_at  timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE INDEX orch_jobs_due ON orch_jobs (timer_ms) WHERE NOT final;
-        CREATE TABLE orch_outbox (
-            id         bigserial PRIMARY KEY,
-            job_id     text NOT NULL,
-            topic      text NOT NULL,
-            key        text NOT NULL,
-            value      bytea NOT NULL,
-            headers    jsonb NOT NULL DEFAULT '{}'::jsonb,
-            created_at timestamptz NOT NULL DEFAULT now(),
-            sent_at    timestamptz
-        );
-        CREATE INDEX orch_outbox_unsent ON orch_outbox (id) WHERE sent_at IS NULL;
-        CREATE TABLE orch_tenant_usage (
-            tenant     text PRIMARY KEY,
-            shots      bigint NOT NULL DEFAULT 0,
-            cost_units double precision NOT NULL DEFAULT 0
-        );
-        """,
-    ),
-]
-_LOCK_ID = 0x0B1D6E  # advisory lock serializing migrations across replicas
-
-
-class StoreUnavailableError(QBridgeError):
-    """PostgreSQL cannot be reached: retry later."""
-
-    error_class = ErrorClass.TRANSIENT
+MIGRATIONS_PACKAGE = "orchestrator.migrations"
+MIGRATIONS_TABLE = "orch_schema_migrations"
+LOCK_KEY = 0x0B1D6E  # advisory lock serializing migrations across replicas
 
 
 @dataclass(frozen=True)
@@ -84,28 +44,44 @@ class Store:
     """Job states, outbox and tenant usage."""
 
     def __init__(self, dsn: str, min_size: int = 1, max_size: int = 4) -> None:
-        """Open a connection pool (connections are made lazily)."""
-        self._pool = ConnectionPool(
-            dsn, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": False}
+        """Start a connection pool opening in the background."""
+        self._dsn = dsn
+        # No check on checkout: every transaction would pay one more round trip; a broken
+        # connection fails the transaction, which is retried (StoreUnavailableError).
+        self._pool: ConnectionPool = make_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout_s=10.0,
+            application_name="qbridge-orchestrator",
+            check=False,
         )
 
     def open(self, timeout: float = 30.0) -> None:
-        """Open the pool and apply pending migrations."""
-        self._pool.open(wait=True, timeout=timeout)
-        with self.transaction() as conn:
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS orch_schema_migrations ("
-                " version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        """Wait for the pool and apply pending migrations (``migrations/NNNN_name.sql``).
+
+        Raises:
+            StoreUnavailableError: The database cannot be reached.
+            MigrationError: The schema's history does not match this build.
+        """
+        with translated():
+            self._pool.wait(timeout=timeout)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Apply pending migrations with the shared runner (history in ``orch_schema_migrations``).
+
+        Raises:
+            StoreUnavailableError: The database cannot be reached.
+            MigrationError: The schema's history does not match this build.
+        """
+        with translated():
+            migrate(
+                self._dsn,
+                load_migrations(MIGRATIONS_PACKAGE),
+                table=MIGRATIONS_TABLE,
+                lock_key=LOCK_KEY,
             )
-            done = {r[0] for r in conn.execute("SELECT version FROM orch_schema_migrations")}
-            for version, sql in _MIGRATIONS:
-                if version not in done:
-                    conn.execute(sql)
-                    conn.execute(
-                        "INSERT INTO orch_schema_migrations (version) VALUES (%s)", (version,)
-                    )
-                    logger.info("applied orchestrator migration %d", version)
 
     def close(self) -> None:
         """Close the pool."""
@@ -127,13 +103,8 @@ class Store:
         Raises:
             StoreUnavailableError: The database cannot be reached.
         """
-        try:
-            with self._pool.connection(timeout=10) as conn, conn.transaction():
-                yield conn
-        except (psycopg.OperationalError, TimeoutError) as exc:
-            raise StoreUnavailableError(f"orchestrator database unavailable: {exc}") from exc
-        except psycopg.errors.PoolTimeout as exc:  # type: ignore[attr-defined]
-            raise StoreUnavailableError(f"orchestrator database unavailable: {exc}") from exc
+        with translated(), self._pool.connection() as conn, conn.transaction():
+            yield conn
 
     # --- jobs -------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from qbridge.service.executor import serve_executor
+from qbridge.executor.app import serve_executor
 from qbridge.topics import WORK_QUANTUM
 from quantum_executor.config import QuantumSettings
 from quantum_executor.solvers import QuantumSolvers

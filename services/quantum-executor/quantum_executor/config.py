@@ -8,9 +8,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from qbridge.bus import KafkaSettings
+from qbridge.executor.worker import WorkerSettings
 from qbridge.service import ServiceSettings
 from qbridge.solvers.quantum import QaoaSettings
-from qbridge.solvers.worker import WorkerSettings
 from qbridge.topics import DEAD_LETTERS, QUANTUM_EXECUTOR_GROUP, SOLVER_OUTCOMES, WORK_QUANTUM
 from quantum_executor.solvers import FaultInjection
 

@@ -7,6 +7,7 @@ import sys
 from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, ensure_topics
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.dashboard import DashboardApp, KafkaLag
+from qbridge.db.pool import make_pool
 from qbridge.service import ServiceRuntime
 from qbridge.topics import JOB_OUTCOMES, JOB_STATUS, JOBS_ACCEPTED, SOLVER_OUTCOMES
 from results_sink import SERVICE_NAME
@@ -14,7 +15,7 @@ from results_sink.app import ResultsSinkApp
 from results_sink.cli import build_parser, run_command
 from results_sink.config import ResultsSinkSettings
 from results_sink.migrate import migrate
-from results_sink.store import ResultsStore, make_pool
+from results_sink.store import ResultsStore
 
 TOPICS = (JOBS_ACCEPTED, JOB_STATUS, SOLVER_OUTCOMES, JOB_OUTCOMES)
 
@@ -33,6 +34,7 @@ def serve(settings: ResultsSinkSettings) -> int:
         connect_timeout_s=settings.db_connect_timeout_s,
         statement_timeout_ms=settings.db_statement_timeout_ms,
         reconnect_timeout_s=settings.db_reconnect_timeout_s,
+        application_name="qbridge-results-sink",
     )
     producer = BusProducer(settings.kafka, codec, client_id=f"{SERVICE_NAME}-dlq")
     consumer = BusConsumer(

@@ -19,12 +19,12 @@ from typing import Any, Protocol
 from prometheus_client import Gauge
 
 from qbridge.bus import BusConsumer, Record
-from qbridge.errors import ErrorClass, QBridgeError, classify
+from qbridge.errors import ErrorClass, QBridgeError, StoreUnavailableError, classify
+from qbridge.metrics import RETRIES, STAGE_DURATION
 from qbridge.service import log_context
-from qbridge.service.metrics import RETRIES, STAGE_DURATION
 from results_sink import SERVICE_NAME
 from results_sink import mapping as m
-from results_sink.store import StoreRow, StoreUnavailableError, WriteResult, translate
+from results_sink.store import StoreRow, WriteResult, translate
 
 logger = logging.getLogger(__name__)
 

@@ -10,8 +10,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
+from qbridge.db.pool import make_pool
+from qbridge.errors import StoreUnavailableError
+from qbridge.results.read import JobReader
 from results_sink.config import ResultsSinkSettings
-from results_sink.store import ResultsStore, StoreUnavailableError, make_pool
+from results_sink.store import ResultsStore
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
@@ -54,7 +57,9 @@ def database_url(args: argparse.Namespace) -> str:
 @contextlib.contextmanager
 def open_store(url: str) -> Iterator[ResultsStore]:
     """A store on a small pool, closed afterwards."""
-    pool = make_pool(url, min_size=1, max_size=2, timeout_s=10.0)
+    pool = make_pool(
+        url, min_size=1, max_size=2, timeout_s=10.0, application_name="qbridge-results-cli"
+    )
     try:
         yield ResultsStore(pool)
     finally:
@@ -135,7 +140,7 @@ def cmd_migrate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 def cmd_results(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Print the results table."""
     with open_store(database_url(args)) as store:
-        rows = store.results(limit=args.limit, tenant=args.tenant)
+        rows = JobReader(store.pool).recent(limit=args.limit, tenant=args.tenant)
     for r in rows:
         if r.get("latency_ms") is not None:
             r["latency_ms"] = round(float(r["latency_ms"]))

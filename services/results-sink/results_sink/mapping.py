@@ -16,6 +16,7 @@ from typing import Any
 
 from qbridge.contracts.convert import branch_type
 from qbridge.errors import ErrorClass, QBridgeError
+from qbridge.status import FINAL_STATUSES
 
 JOB_ENVELOPE = "qbridge.JobEnvelope"
 JOB_STATUS_TRANSITION = "qbridge.JobStatusTransition"
@@ -23,7 +24,6 @@ SOLVER_OUTCOME = "qbridge.SolverOutcome"
 JOB_OUTCOME = "qbridge.JobOutcome"
 
 ATTEMPT_STATUSES = ("started", "ok", "error")
-FINAL_STATUSES = frozenset({"succeeded", "degraded", "failed", "expired"})
 
 
 class InvalidRecordError(QBridgeError):

@@ -7,7 +7,8 @@ row, which the envelope fills in when it arrives.
 
 Database failures are translated into the platform's error classes, so the
 consumer knows what to do: an unreachable or restarting database, a deadlock, a
-serialization failure or a missing schema is :class:`StoreUnavailableError`
+serialization failure or a missing schema is
+:class:`~qbridge.errors.StoreUnavailableError`
 (transient: retry, never skip); bad values are :class:`InvalidRecordError`.
 """
 
@@ -21,12 +22,12 @@ from typing import Any, Literal
 
 import psycopg
 from prometheus_client import Counter
-from psycopg import errors as pg_errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
-from qbridge.errors import ErrorClass, QBridgeError
+from qbridge.db.errors import translate as db_translate
+from qbridge.db.errors import translated as db_translated
 from results_sink.mapping import (
     AttemptRow,
     InvalidRecordError,
@@ -46,82 +47,17 @@ ROWS_WRITTEN = Counter(
 )
 
 
-class StoreUnavailableError(QBridgeError):
-    """The database cannot take the write right now (down, restarting, deadlock...): retry."""
-
-    error_class = ErrorClass.TRANSIENT
-
-
 def translate(exc: BaseException) -> BaseException:
-    """Map a driver error onto the platform's error classes (others pass through).
+    """Map a driver error onto the platform's error classes (:func:`qbridge.db.translate`).
 
-    * connection/operational failures (incl. pool timeouts, admin shutdown, deadlocks,
-      serialization failures, statement timeouts) and a missing schema
-      -> :class:`StoreUnavailableError`;
-    * bad values (out of range, invalid text) -> :class:`InvalidRecordError`.
+    A value the database rejects is an :class:`InvalidRecordError` (never retried).
     """
-    if isinstance(exc, QBridgeError):
-        return exc
-    if isinstance(
-        exc,
-        psycopg.OperationalError
-        | psycopg.InterfaceError
-        | pg_errors.UndefinedTable
-        | pg_errors.UndefinedColumn,
-    ):
-        return StoreUnavailableError(f"database unavailable: {type(exc).__name__}: {exc}".strip())
-    if isinstance(exc, psycopg.DataError):
-        return InvalidRecordError(f"value rejected by the database: {exc}")
-    return exc
+    return db_translate(exc, InvalidRecordError)
 
 
-@contextlib.contextmanager
-def translated() -> Iterator[None]:
-    """Re-raise driver errors as classified platform errors."""
-    try:
-        yield
-    except Exception as exc:
-        mapped = translate(exc)
-        if mapped is exc:
-            raise
-        raise mapped from exc
-
-
-def make_pool(
-    database_url: str,
-    *,
-    min_size: int = 1,
-    max_size: int = 4,
-    timeout_s: float = 5.0,
-    connect_timeout_s: int = 3,
-    statement_timeout_ms: int = 30_000,
-    reconnect_timeout_s: float = 15.0,
-    application_name: str = "qbridge-results-sink",
-) -> ConnectionPool:
-    """A connection pool that opens in the background (a down database is not fatal).
-
-    Connections are checked when taken from the pool, so those broken by a database
-    restart are replaced instead of failing a write. Reconnection attempts back off
-    (1, 2, 4... s) for at most ``reconnect_timeout_s``, then start afresh, so a recovered
-    database is noticed within about half that time even after a long outage.
-    """
-    pool = ConnectionPool(
-        database_url,
-        min_size=min_size,
-        max_size=max_size,
-        timeout=timeout_s,
-        open=False,
-        check=ConnectionPool.check_connection,
-        name="results-sink",
-        reconnect_timeout=reconnect_timeout_s,
-        kwargs={
-            "connect_timeout": connect_timeout_s,
-            "application_name": application_name,
-            "options": f"-c statement_timeout={statement_timeout_ms}",
-        },
-    )
-    pool.open(wait=False)
-    return pool
+def translated() -> contextlib.AbstractContextManager[None]:
+    """Re-raise driver errors as classified platform errors (see :func:`translate`)."""
+    return db_translated(InvalidRecordError)
 
 
 def _count(table: str, result: WriteResult) -> WriteResult:
@@ -240,19 +176,6 @@ UPDATE jobs SET
     final_at = COALESCE(final_at, %(completed_at)s),
     updated_at = now()
 WHERE job_id = %(job_id)s
-"""
-
-RESULTS_QUERY = """
-SELECT j.job_id, j.tenant, j.problem_type, j.status, COALESCE(s.route, j.route) AS route,
-       s.backend, s.objective, s.feasible, s.attempts,
-       (EXTRACT(EPOCH FROM (s.completed_at - COALESCE(j.accepted_at, j.created_at))) * 1000)
-           AS latency_ms,
-       s.quantum_classical_gap, j.created_at, s.completed_at
-FROM jobs j
-LEFT JOIN solutions s USING (job_id)
-WHERE (%(tenant)s::text IS NULL OR j.tenant = %(tenant)s)
-ORDER BY COALESCE(s.completed_at, j.created_at, j.first_seen_at) DESC, j.job_id
-LIMIT %(limit)s
 """
 
 
@@ -385,12 +308,6 @@ class ResultsStore:
         """The final outcome's candidates, best first."""
         with self._read() as cur:
             cur.execute("SELECT * FROM candidates WHERE job_id = %s ORDER BY rank", (job_id,))
-            return cur.fetchall()
-
-    def results(self, limit: int = 20, tenant: str | None = None) -> list[dict[str, Any]]:
-        """Latest jobs with their final result (newest first)."""
-        with self._read() as cur:
-            cur.execute(RESULTS_QUERY, {"limit": limit, "tenant": tenant})
             return cur.fetchall()
 
     def tenant_costs(self, tenants: Sequence[str] | None = None) -> list[dict[str, Any]]:

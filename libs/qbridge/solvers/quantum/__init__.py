@@ -10,13 +10,12 @@ Public API:
 * :class:`FailingBackend`: failure injection (``make_backend(..., fail_with=...)``).
 """
 
-from qbridge.solvers.quantum.backends import (
-    BACKEND_NAMES,
+from qbridge.solvers.quantum.backends import BACKEND_NAMES, make_backend
+from qbridge.solvers.quantum.base import (
     BackendStats,
     PreparedCircuit,
     QuantumBackend,
     TranspileSettings,
-    make_backend,
 )
 from qbridge.solvers.quantum.cache import (
     DEFAULT_TRANSPILE_CACHE,

@@ -15,7 +15,7 @@ from qiskit_aer.primitives import EstimatorV2 as AerEstimatorV2
 from qiskit_aer.primitives import SamplerV2 as AerSamplerV2
 
 from qbridge.errors import ConfigurationError
-from qbridge.solvers.quantum.backends import (
+from qbridge.solvers.quantum.base import (
     MEASURE_REGISTER,
     BitMatrix,
     FloatArray,

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from qbridge.solvers.quantum.backends import FloatArray
+from qbridge.solvers.quantum.base import FloatArray
 
 # (gammas, betas) for 3-regular MaxCut in the paper's convention:
 # U_C = exp(-i gamma C), C = sum_edges (1 - Z_i Z_j) / 2 (maximized), U_B = exp(-i beta sum X).

@@ -17,7 +17,7 @@ from qiskit.circuit import ParameterVector
 from qiskit.quantum_info import SparsePauliOp
 
 from qbridge.problems.qubo import Qubo
-from qbridge.solvers.quantum.backends import FloatArray
+from qbridge.solvers.quantum.base import FloatArray
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from qbridge.solvers.quantum.backends import PreparedCircuit, TranspileSettings
+from qbridge.solvers.quantum.base import PreparedCircuit, TranspileSettings
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from qiskit.quantum_info import SparsePauliOp
 from qiskit.transpiler import PassManager
 
 from qbridge.errors import BackendUnavailableError, ConfigurationError, TransientSolverError
-from qbridge.solvers.quantum.backends import (
+from qbridge.solvers.quantum.base import (
     BackendStats,
     BitMatrix,
     FloatArray,

@@ -47,12 +47,12 @@ from qbridge.solvers.base import (
 )
 from qbridge.solvers.quantum.angles import initial_candidates
 from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit, expand_angles
-from qbridge.solvers.quantum.backends import (
+from qbridge.solvers.quantum.backends import make_backend
+from qbridge.solvers.quantum.base import (
     BitMatrix,
     FloatArray,
     PreparedCircuit,
     QuantumBackend,
-    make_backend,
 )
 from qbridge.solvers.quantum.cache import DEFAULT_TRANSPILE_CACHE, StructureKey, TranspileCache
 

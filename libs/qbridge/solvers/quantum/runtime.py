@@ -35,7 +35,7 @@ from qbridge.errors import (
     TransientSolverError,
 )
 from qbridge.solvers.quantum.aer import fake_device
-from qbridge.solvers.quantum.backends import (
+from qbridge.solvers.quantum.base import (
     MEASURE_REGISTER,
     BitMatrix,
     FloatArray,

@@ -1,9 +1,10 @@
-"""Protobuf <-> platform records: problems in, results and transitions out (no I/O here).
+"""The gateway API's protobuf messages <-> platform records (no I/O here).
 
 Problems arrive as typed messages or as JSON; both become the Avro problem record the
-pipeline carries, and are validated by intake's own :func:`intake.accept.accept`, so a
-request the gateway takes is one intake takes. Field paths in errors are reported in the
-caller's terms (``problem.maxcut.edges[3].weight``, ``problem.json.edges[3][2]``).
+pipeline carries, and are validated by :func:`qbridge.validation.accept.accept` like
+intake does, so a request the gateway takes is one intake takes. Field paths in errors
+are reported in the caller's terms (``problem.maxcut.edges[3].weight``,
+``problem.json.edges[3][2]``).
 
 Results are built from one shape, the ``qbridge.JobOutcome`` record (as decoded by
 fastavro), whether they come from Kafka, from the results database or from the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +28,7 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
 from qbridge.problems.base import Problem
 from qbridge.problems.registry import PROBLEM_TYPES, problem_from_dict
+from qbridge.status import ANSWERED_STATUSES, FINAL_STATUSES
 
 STATUS_TO_PB: dict[str, pb.JobStatus] = {
     "submitted": pb.JOB_STATUS_SUBMITTED,
@@ -39,7 +42,6 @@ STATUS_TO_PB: dict[str, pb.JobStatus] = {
     "rejected": pb.JOB_STATUS_REJECTED,
 }
 PB_TO_STATUS: dict[int, str] = {v: k for k, v in STATUS_TO_PB.items()}
-FINAL_STATUSES = frozenset({"succeeded", "degraded", "failed", "expired", "rejected"})
 ROUTE_TO_PB: dict[str, pb.Route] = {"quantum": pb.ROUTE_QUANTUM, "classical": pb.ROUTE_CLASSICAL}
 
 TYPED_BRANCHES = ("maxcut", "qubo", "ising", "knapsack", "portfolio", "jobshop")
@@ -54,7 +56,7 @@ class ProblemInput:
     Attributes:
         branch: The ``Problem.kind`` oneof branch used (``maxcut``... or ``json``).
         problem_type: The problem type.
-        avro: The Avro problem record (for :func:`intake.accept.accept`).
+        avro: The Avro problem record (for :func:`qbridge.validation.accept.accept`).
     """
 
     def __init__(self, branch: str, problem_type: str, avro: dict[str, Any]) -> None:
@@ -122,6 +124,44 @@ def problem_input(msg: pb.Problem) -> ProblemInput:
     else:  # pragma: no cover - a branch added to the proto but not here
         raise _bad("problem", f"unsupported problem branch {branch!r}")
     return ProblemInput(branch, branch, record)
+
+
+def problem_request(
+    tenant: str,
+    problem: ProblemInput,
+    options: pb.JobOptions,
+    *,
+    timeout_ms: int,
+    key: str | None,
+    tags: Mapping[str, str],
+    created_at: datetime,
+) -> dict[str, Any]:
+    """The ``qbridge.ProblemRequest`` record of a call (validated later by ``accept``).
+
+    Args:
+        tenant: The authenticated tenant.
+        problem: The converted problem.
+        options: The call's job options (unset optional fields take the contract defaults).
+        timeout_ms: The job's time budget.
+        key: Idempotency key (None: the fingerprint of the normalized problem).
+        tags: Tags of the job.
+        created_at: Request time.
+    """
+    return {
+        "request_id": str(uuid.uuid4()),
+        "idempotency_key": key,
+        "tenant": tenant,
+        "problem_type": problem.problem_type,
+        "problem": problem.avro,
+        "timeout_ms": int(timeout_ms),
+        "fallback_policy": options.fallback_policy or "auto",
+        "priority": options.priority if options.HasField("priority") else 5,
+        "shot_budget": options.shot_budget if options.HasField("shot_budget") else None,
+        "seed": options.seed if options.HasField("seed") else None,
+        "correlation_id": options.correlation_id or None,
+        "tags": dict(tags),
+        "created_at": created_at,
+    }
 
 
 def problem_from_json(kind: str, text: str, prefix: str = "problem") -> Problem:
@@ -265,7 +305,7 @@ def provenance_pb(p: Mapping[str, Any] | None) -> pb.Provenance | None:
         settings = json.dumps(p.get("settings") or {}, sort_keys=True, default=str)
     t = p.get("timings") or {}
     msg = pb.Provenance(
-        route=ROUTE_TO_PB.get(str(p.get("route") or ""), pb.ROUTE_UNSPECIFIED),
+        route=route_pb(p.get("route")),
         solver=str(p.get("solver") or ""),
         backend=str(p.get("backend") or ""),
         backend_version=str(p.get("backend_version") or ""),
@@ -290,9 +330,9 @@ def provenance_pb(p: Mapping[str, Any] | None) -> pb.Provenance | None:
 def result_pb(o: Mapping[str, Any]) -> pb.Result:
     """A ``qbridge.JobOutcome``-shaped record as a ``Result``."""
     msg = pb.Result(
-        status=STATUS_TO_PB.get(str(o.get("status")), pb.JOB_STATUS_UNSPECIFIED),
+        status=status_pb(o.get("status")),
         reason=str(o.get("reason") or ""),
-        route=ROUTE_TO_PB.get(str(o.get("route") or ""), pb.ROUTE_UNSPECIFIED),
+        route=route_pb(o.get("route")),
         candidates=[solution_pb(c) for c in o.get("candidates") or ()],
         quality=quality_pb(o.get("quality")),
         attempts=int(o.get("attempts") or 0),
@@ -316,10 +356,10 @@ def transition_pb(t: Mapping[str, Any]) -> pb.StatusTransition:
     msg = pb.StatusTransition(
         job_id=str(t["job_id"]),
         seq=int(t["seq"]),
-        from_status=STATUS_TO_PB.get(str(t.get("from_status")), pb.JOB_STATUS_UNSPECIFIED),
-        to_status=STATUS_TO_PB.get(str(t.get("to_status")), pb.JOB_STATUS_UNSPECIFIED),
+        from_status=status_pb(t.get("from_status")),
+        to_status=status_pb(t.get("to_status")),
         reason=str(t.get("reason") or ""),
-        route=ROUTE_TO_PB.get(str(t.get("route") or ""), pb.ROUTE_UNSPECIFIED),
+        route=route_pb(t.get("route")),
         backend=str(t.get("backend") or ""),
     )
     if t.get("attempt") is not None:
@@ -330,6 +370,16 @@ def transition_pb(t: Mapping[str, Any]) -> pb.StatusTransition:
     return msg
 
 
+def route_pb(value: str | None) -> pb.Route:
+    """A route string as the enum (unknown or none: ``ROUTE_UNSPECIFIED``)."""
+    return ROUTE_TO_PB.get(str(value or ""), pb.ROUTE_UNSPECIFIED)
+
+
+def status_pb(value: str | None) -> pb.JobStatus:
+    """A status string as the enum (unknown: ``JOB_STATUS_UNSPECIFIED``)."""
+    return STATUS_TO_PB.get(str(value), pb.JOB_STATUS_UNSPECIFIED)
+
+
 def is_final(status: str | None) -> bool:
     """Whether a status string is final."""
     return status in FINAL_STATUSES
@@ -337,7 +387,7 @@ def is_final(status: str | None) -> bool:
 
 def usable(outcome: Mapping[str, Any] | None) -> bool:
     """Whether a final outcome carries a feasible answer a caller can use."""
-    if not outcome or outcome.get("status") not in ("succeeded", "degraded"):
+    if not outcome or outcome.get("status") not in ANSWERED_STATUSES:
         return False
     sol = outcome.get("solution")
     return bool(sol and sol.get("feasible"))
@@ -346,3 +396,77 @@ def usable(outcome: Mapping[str, Any] | None) -> bool:
 def statuses_from_pb(values: Sequence[int]) -> list[str]:
     """Status filter values as strings (unknown values ignored)."""
     return [PB_TO_STATUS[v] for v in values if v in PB_TO_STATUS]
+
+
+def job_update_pb(t: Mapping[str, Any], outcome: Mapping[str, Any] | None) -> pb.JobUpdate:
+    """A transition (and the final outcome, attached to the final one) as a ``JobUpdate``."""
+    update = pb.JobUpdate(transition=transition_pb(t), final=t["to_status"] in FINAL_STATUSES)
+    if outcome is not None:
+        update.result.CopyFrom(result_pb(outcome))
+    return update
+
+
+def fill_job_pb(job: pb.Job, row: Mapping[str, Any]) -> None:
+    """Copy a stored ``jobs`` row's fields into ``job``."""
+    for name in ("problem_type", "idempotency_key", "correlation_id", "input_fingerprint"):
+        if row.get(name) is not None:
+            setattr(job, name, str(row[name]))
+    if row.get("fallback_policy") is not None:
+        job.fallback_policy = str(row["fallback_policy"])
+    for name in ("priority", "timeout_ms", "num_variables"):
+        if row.get(name) is not None:
+            setattr(job, name, int(row[name]))
+    if row.get("num_qubits") is not None:
+        job.num_qubits = int(row["num_qubits"])
+    job.route = route_pb(row.get("route"))
+    job.tags.update({str(k): str(v) for k, v in (row.get("tags") or {}).items()})
+    for name in ("created_at", "accepted_at", "deadline_at", "final_at"):
+        ts = timestamp(row.get(name))
+        if ts is not None:
+            getattr(job, name).CopyFrom(ts)
+
+
+def attempt_pb(a: Mapping[str, Any]) -> pb.Attempt:
+    """A stored ``attempts`` row as a message."""
+    msg = pb.Attempt(
+        work_id=str(a["work_id"]),
+        attempt=int(a["attempt"]),
+        route=route_pb(a.get("route")),
+        backend=str(a.get("backend") or ""),
+        solver=str(a.get("solver") or ""),
+        status=str(a.get("status") or ""),
+        error_class=str(a.get("error_class") or ""),
+        error_message=str(a.get("error_message") or ""),
+        duration_ms=float(a.get("duration_ms") or 0.0),
+        cost_units=float(a.get("cost_units") or 0.0),
+    )
+    if a.get("objective") is not None:
+        msg.objective = float(a["objective"])
+    if a.get("feasible") is not None:
+        msg.feasible = bool(a["feasible"])
+    for name in ("started_at", "finished_at"):
+        ts = timestamp(a.get(name))
+        if ts is not None:
+            getattr(msg, name).CopyFrom(ts)
+    return msg
+
+
+def job_summary_pb(r: Mapping[str, Any]) -> pb.JobSummary:
+    """A row of :meth:`qbridge.results.read.JobReader.list_jobs` as a ``JobSummary``."""
+    s = pb.JobSummary(
+        job_id=r["job_id"],
+        problem_type=r["problem_type"] or "",
+        status=status_pb(r["status"]),
+        route=route_pb(r["route"]),
+        reason=r["reason"] or "",
+        correlation_id=r["correlation_id"] or "",
+    )
+    if r["objective"] is not None:
+        s.objective = float(r["objective"])
+    if r["feasible"] is not None:
+        s.feasible = bool(r["feasible"])
+    for name, value in (("created_at", r["sort_at"]), ("final_at", r["final_at"])):
+        ts = timestamp(value)
+        if ts is not None:
+            getattr(s, name).CopyFrom(ts)
+    return s

@@ -1,4 +1,4 @@
-"""Intake's domain: turn a decoded ``ProblemRequest`` into an immutable ``JobEnvelope``.
+"""Request validation: a decoded ``ProblemRequest`` becomes an immutable ``JobEnvelope``.
 
 No Kafka here: :func:`accept` takes the decoded request as a dict and returns the
 envelope as a dict, or raises a typed :class:`~qbridge.errors.InvalidProblemError`

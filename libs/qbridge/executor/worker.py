@@ -18,9 +18,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from qbridge.contracts.convert import outcome_fields, problem_from_avro
+from qbridge.contracts.records import (
+    ErrorInfo,
+    OutcomeStatus,
+    SolverOutcome,
+    WorkItem,
+)
 from qbridge.errors import BudgetExceededError, ErrorClass, SolverError, classify
+from qbridge.metrics import COST_UNITS, SOLVES, STAGE_DURATION, TRANSPILE_CACHE
 from qbridge.problems.base import Problem
-from qbridge.service.metrics import COST_UNITS, SOLVES, STAGE_DURATION, TRANSPILE_CACHE
 from qbridge.solvers.base import Budget, Candidate, Outcome, Solver
 from qbridge.solvers.exact import ExactSolver
 
@@ -53,56 +59,26 @@ class WorkerSettings:
     exact_max_variables: int = 0
 
 
-def _utc(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromtimestamp(int(value) / 1000, UTC)
+Item = WorkItem | Mapping[str, Any]
+"""A work item, typed or as decoded from Avro."""
 
 
-def _ms(value: datetime) -> datetime:
-    """Truncate to milliseconds (Avro ``timestamp-millis``)."""
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+def _typed(item: Item) -> WorkItem:
+    return item if isinstance(item, WorkItem) else WorkItem.from_avro(item)
 
 
-def _base(item: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "work_id": item["work_id"],
-        "job_id": item["job_id"],
-        "attempt": item["attempt"],
-        "route": item["route"],
-        "tenant": item["tenant"],
-        "correlation_id": item["correlation_id"],
-    }
-
-
-def started_record(item: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def started_record(item: Item, now: datetime) -> dict[str, Any]:
     """The ``started`` outcome of a work item."""
-    return {
-        **_base(item),
-        "status": "started",
-        "error": None,
-        "solution": None,
-        "candidates": [],
-        "quality": None,
-        "provenance": None,
-        "produced_at": _ms(now),
-    }
+    return SolverOutcome.for_item(_typed(item), OutcomeStatus.STARTED, now).to_avro()
 
 
 def error_record(
-    item: Mapping[str, Any], exc: BaseException, now: datetime, max_chars: int = 2000
+    item: Item, exc: BaseException, now: datetime, max_chars: int = 2000
 ) -> dict[str, Any]:
     """The ``error`` outcome of a work item for ``exc`` (classified)."""
     message = str(exc) or type(exc).__name__
-    return {
-        **started_record(item, now),
-        "status": "error",
-        "error": {
-            "error_class": classify(exc).value,
-            "error_type": type(exc).__name__,
-            "message": message[:max_chars],
-        },
-    }
+    error = ErrorInfo(classify(exc).value, type(exc).__name__, message[:max_chars])
+    return SolverOutcome.for_item(_typed(item), OutcomeStatus.ERROR, now, error=error).to_avro()
 
 
 def _verified(problem: Problem, c: Candidate) -> Candidate:
@@ -125,7 +101,7 @@ def _verified(problem: Problem, c: Candidate) -> Candidate:
 
 
 def ok_record(
-    item: Mapping[str, Any],
+    item: Item,
     problem: Problem,
     outcome: Outcome,
     queue_s: float,
@@ -140,12 +116,18 @@ def ok_record(
     )
     fields = outcome_fields(verified)
     fields["provenance"]["timings"]["queue_ms"] = queue_s * 1000.0
-    return {**started_record(item, now), "status": "ok", **fields}
+    return SolverOutcome.for_item(
+        _typed(item),
+        OutcomeStatus.OK,
+        now,
+        solution=fields["solution"],
+        candidates=tuple(fields["candidates"]),
+        quality=fields["quality"],
+        provenance=fields["provenance"],
+    ).to_avro()
 
 
-def budget_for(
-    item: Mapping[str, Any], now: datetime, settings: WorkerSettings
-) -> tuple[Budget, float]:
+def budget_for(item: Item, now: datetime, settings: WorkerSettings) -> tuple[Budget, float]:
     """The solve budget of a work item and its queue time in seconds.
 
     The time limit is the item's ``time_limit_ms`` capped by what is left until
@@ -154,24 +136,22 @@ def budget_for(
     Raises:
         BudgetExceededError: Less than ``settings.min_time_s`` is left.
     """
-    queue_s = max(0.0, (now - _utc(item["enqueued_at"])).total_seconds())
-    left_s = (_utc(item["deadline_at"]) - now).total_seconds()
-    limit_s = min(item["time_limit_ms"] / 1000.0, left_s)
+    item = _typed(item)
+    queue_s = max(0.0, (now - item.enqueued_at).total_seconds())
+    left_s = (item.deadline_at - now).total_seconds()
+    limit_s = min(item.time_limit_ms / 1000.0, left_s)
     if limit_s < settings.min_time_s:
         if left_s < settings.min_time_s:
             why = f"deadline passed {-left_s:.3f}s ago" if left_s < 0 else "deadline too close"
         else:
-            why = f"time limit {item['time_limit_ms']} ms is too small"
+            why = f"time limit {item.time_limit_ms} ms is too small"
         raise BudgetExceededError(
             f"{why}: {max(limit_s, 0.0) * 1000:.0f} ms left, at least "
             f"{settings.min_time_s * 1000:.0f} ms needed (queued {queue_s * 1000:.0f} ms)"
         )
-    shots = int(item["shots"]) if item["shots"] > 0 else settings.default_shots
+    shots = int(item.shots) if item.shots > 0 else settings.default_shots
     budget = Budget(
-        time_limit_s=limit_s,
-        shots=shots,
-        seed=int(item["seed"]),
-        top_n=max(1, int(item.get("top_n", 5))),
+        time_limit_s=limit_s, shots=shots, seed=int(item.seed), top_n=max(1, int(item.top_n))
     )
     return budget, queue_s
 
@@ -204,6 +184,7 @@ def execute(
     """
     cfg = settings or WorkerSettings()
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    item = WorkItem.from_avro(work_item)
     out: list[dict[str, Any]] = []
 
     def _emit(record: dict[str, Any]) -> None:
@@ -212,38 +193,38 @@ def execute(
             emit(record)
 
     try:
-        budget, queue_s = budget_for(work_item, now, cfg)
+        budget, queue_s = budget_for(item, now, cfg)
     except BudgetExceededError as exc:
-        logger.warning("not starting %s: %s", work_item["work_id"], exc)
-        _emit(error_record(work_item, exc, now, cfg.max_error_chars))
+        logger.warning("not starting %s: %s", item.work_id, exc)
+        _emit(error_record(item, exc, now, cfg.max_error_chars))
         return out
 
-    _emit(started_record(work_item, now))
+    _emit(started_record(item, now))
     t0 = time.monotonic()
     try:
-        problem = problem_from_avro(work_item["problem_type"], work_item["problem"])
+        problem = problem_from_avro(item.problem_type, item.problem)
         chosen = solver if isinstance(solver, Solver) else solver(work_item)
         exact = ExactSolver(cfg.exact_max_variables)
         if cfg.exact_max_variables > 0 and exact.eligibility(problem).eligible:
             chosen = exact
         outcome = chosen.solve(problem, budget)
-        record = ok_record(work_item, problem, outcome, queue_s, clock())
+        record = ok_record(item, problem, outcome, queue_s, clock())
     except Exception as exc:
         cls = classify(exc)
         log = logger.error if cls is ErrorClass.DEFECT else logger.warning
         log(
             "%s failed after %.3fs (%s): %s",
-            work_item["work_id"],
+            item.work_id,
             time.monotonic() - t0,
             cls.value,
             exc,
             exc_info=cls is ErrorClass.DEFECT,
         )
-        record = error_record(work_item, exc, clock(), cfg.max_error_chars)
+        record = error_record(item, exc, clock(), cfg.max_error_chars)
     else:
         logger.info(
             "%s solved in %.3fs: objective %s (feasible %s)",
-            work_item["work_id"],
+            item.work_id,
             time.monotonic() - t0,
             record["solution"]["objective"],
             record["solution"]["feasible"],

@@ -1,8 +1,8 @@
-"""Read-only access to the results database (tables owned by results-sink).
+"""Read-only access to the results database (tables owned and migrated by results-sink).
 
-GetJob, ListJobs and the history part of WatchJob read here. Database errors are
-translated by results-sink's :func:`~results_sink.store.translated` into
-:class:`~results_sink.store.StoreUnavailableError` (the gateway answers UNAVAILABLE).
+The gateway's GetJob, ListJobs and WatchJob history, the dashboard's recent jobs and
+results-sink's ``results`` command read here. Database errors are translated into
+:class:`~qbridge.errors.StoreUnavailableError` (the gateway answers UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from results_sink.store import make_pool, translated
+from qbridge.db.errors import translated
+from qbridge.db.pool import make_pool
 
 _JOB = """
 SELECT j.job_id, j.tenant, j.problem_type, j.status, j.route, j.idempotency_key,
@@ -67,6 +68,43 @@ LIMIT %(limit)s
 """
 
 
+_RECENT = """
+SELECT j.job_id, j.tenant, j.problem_type, COALESCE(s.status, j.status, 'pending') AS status,
+       COALESCE(s.route, j.route) AS route, s.backend, s.solver, s.objective, s.feasible,
+       s.reason, s.attempts,
+       (EXTRACT(EPOCH FROM (s.completed_at - COALESCE(j.accepted_at, j.created_at))) * 1000)
+           AS latency_ms,
+       s.quantum_classical_gap, COALESCE(j.created_at, j.first_seen_at) AS created_at,
+       s.completed_at
+FROM jobs j LEFT JOIN solutions s USING (job_id)
+WHERE (%(tenant)s::text IS NULL OR j.tenant = %(tenant)s)
+ORDER BY COALESCE(s.completed_at, j.created_at, j.first_seen_at) DESC, j.job_id
+LIMIT %(limit)s
+"""
+
+
+def recent_results(
+    cur: psycopg.Cursor[dict[str, Any]], limit: int = 20, tenant: str | None = None
+) -> list[dict[str, Any]]:
+    """The latest jobs with their final result, newest first, on an open cursor.
+
+    Takes a cursor so a caller can read it inside its own transaction (the dashboard
+    reads every panel from one snapshot).
+
+    Args:
+        cur: A cursor with a dict row factory.
+        limit: Rows at most.
+        tenant: Only this tenant's jobs (None: every tenant).
+
+    Returns:
+        Rows with job_id, tenant, problem_type, status (``pending`` before any), route,
+        backend, solver, objective, feasible, reason, attempts, latency_ms,
+        quantum_classical_gap, created_at and completed_at.
+    """
+    cur.execute(_RECENT, {"limit": limit, "tenant": tenant})
+    return cur.fetchall()
+
+
 @dataclass(frozen=True)
 class StoredJob:
     """A job as stored: its row, its final outcome (JobOutcome-shaped) if any."""
@@ -89,15 +127,29 @@ class JobReader:
         self.pool = pool
 
     @classmethod
-    def connect(cls, database_url: str, *, max_size: int = 8, timeout_s: float = 2.0) -> JobReader:
-        """A reader with its own pool (opens in the background: a down database is not fatal)."""
+    def connect(
+        cls,
+        database_url: str,
+        *,
+        max_size: int = 8,
+        timeout_s: float = 2.0,
+        application_name: str = "qbridge-gateway",
+    ) -> JobReader:
+        """A reader with its own pool (opens in the background: a down database is not fatal).
+
+        Args:
+            database_url: libpq URL of the results database.
+            max_size: Connections at most.
+            timeout_s: Wait for a free connection before StoreUnavailableError.
+            application_name: Shown in ``pg_stat_activity``.
+        """
         pool = make_pool(
             database_url,
             min_size=1,
             max_size=max_size,
             timeout_s=timeout_s,
             statement_timeout_ms=10_000,
-            application_name="qbridge-gateway",
+            application_name=application_name,
         )
         return cls(pool)
 
@@ -143,6 +195,11 @@ class JobReader:
         with self._cursor() as cur:
             cur.execute(_ATTEMPTS, (job_id,))
             return cur.fetchall()
+
+    def recent(self, limit: int = 20, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The latest jobs with their final result (see :func:`recent_results`)."""
+        with self._cursor() as cur:
+            return recent_results(cur, limit, tenant)
 
     def list_jobs(
         self,

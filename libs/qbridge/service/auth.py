@@ -1,4 +1,4 @@
-"""Per-tenant API keys from the call's metadata.
+"""Per-tenant API keys from a gRPC call's metadata (the gateway's callers).
 
 A key arrives as ``authorization: Bearer <key>`` or ``x-api-key: <key>``. Keys are
 configured as ``{key: tenant}`` (``QBRIDGE_API_KEYS``) and kept only as SHA-256 digests,

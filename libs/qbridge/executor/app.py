@@ -1,4 +1,4 @@
-"""The one executor app: a consumer group around :func:`qbridge.solvers.worker.execute`.
+"""The one executor app: a consumer group around :func:`qbridge.executor.worker.execute`.
 
 quantum-executor and classical-fallback are the same app with different solver
 providers (one solver interface, interchangeable implementations). Solver
@@ -26,11 +26,11 @@ from qbridge.bus import (
 from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.errors import CodecError, SolverError
+from qbridge.executor.worker import WorkerSettings, error_record, execute, observe
 from qbridge.service.lifecycle import ServiceRuntime
 from qbridge.service.logs import log_context
 from qbridge.service.settings import ServiceSettings
 from qbridge.solvers.base import Solver
-from qbridge.solvers.worker import WorkerSettings, error_record, execute, observe
 from qbridge.topics import DEAD_LETTERS, SOLVER_OUTCOMES, TopicSpec
 
 logger = logging.getLogger(__name__)

@@ -1,9 +1,10 @@
-"""Live job events: one Kafka follower per gateway instance, fanned out in memory.
+"""Live job events: one Kafka follower per process, fanned out in memory.
 
-The follower reads the status-transition, final-outcome and dead-letter topics. It
-assigns itself every partition starting at the high watermark read at start (no
-consumer group: each gateway instance sees every event, nothing is committed), so a
-job submitted after :meth:`EventHub.start` returned cannot be missed.
+:class:`TopicFollower` tails topics: it assigns itself every partition starting at
+the high watermark read at start (no consumer group: each process sees every event,
+nothing is committed). :class:`EventHub` follows the status-transition, final-outcome
+and dead-letter topics with it, so a job submitted after :meth:`EventHub.start`
+returned cannot be missed (the gateway's Solve and WatchJob wait on it).
 
 Waiters (Solve calls, WatchJob streams) subscribe by job id and get every event after
 their subscription; the hub also keeps a bounded memory of recent jobs (transitions by
@@ -19,15 +20,16 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter
 
-from qbridge.bus import KafkaSettings
 from qbridge.bus import headers as h
+from qbridge.bus.lag import topic_partitions
+from qbridge.bus.settings import KafkaSettings
 from qbridge.contracts.codec import AvroCodec
 from qbridge.errors import BusError, CodecError
 from qbridge.topics import DEAD_LETTERS, JOB_OUTCOMES, JOB_STATUS, TopicSpec
@@ -36,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 EVENTS = Counter(
     "qbridge_gateway_events_total",
-    "Events read by the gateway's follower, by kind (transition, outcome, rejection, undecodable).",
+    "Job events read by the follower, by kind (transition, outcome, rejection, undecodable).",
     ["kind"],
 )
 
@@ -97,40 +99,41 @@ class Subscription:
             return None
 
 
-class EventHub:
-    """Follows job events on Kafka and fans them out to subscribers."""
+OnEvent = Callable[[str, dict[str, Any], Mapping[str, bytes]], None]
+"""Called with the topic, the decoded record and the headers of each message."""
+
+
+class TopicFollower:
+    """Tails topics from their current ends in a thread, without a consumer group."""
 
     def __init__(
         self,
-        settings: KafkaSettings | None,
+        settings: KafkaSettings,
         codec: AvroCodec,
+        topics: Sequence[TopicSpec],
+        on_event: OnEvent,
         *,
-        recent_jobs: int = 10_000,
-        topics: tuple[TopicSpec, ...] = FOLLOWED,
+        client_id: str = "qbridge-follower",
     ) -> None:
         """Describe the follower (nothing connects before :meth:`start`).
 
         Args:
-            settings: Kafka settings; None for a hub fed by :meth:`dispatch` only (tests).
+            settings: Kafka settings.
             codec: Decoder of the followed topics.
-            recent_jobs: Jobs remembered at most (least recently touched forgotten first).
             topics: Topics to follow.
+            on_event: Called in the follower's thread for every decoded message; an
+                exception is logged and the message skipped.
+            client_id: Kafka client id (also the prefix of the throwaway group id).
         """
         self.settings = settings
         self.codec = codec
-        self.recent_jobs = recent_jobs
-        self.topics = topics
+        self.on_event = on_event
+        self.client_id = client_id
         self._subjects = {t.name: t.record for t in topics}
-        self._lock = threading.Lock()
-        self._memory: OrderedDict[str, JobMemory] = OrderedDict()
-        self._subs: dict[str, set[Subscription]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Consumer | None = None
         self._last_poll = 0.0
-        self.started = False
-
-    # --- lifecycle ----------------------------------------------------------------------
 
     def start(self, timeout: float = 30.0) -> None:
         """Assign every partition of the followed topics at its current end and follow.
@@ -138,14 +141,12 @@ class EventHub:
         Raises:
             BusError: Kafka did not answer in time or a topic is missing.
         """
-        if self.settings is None:
-            self.started = True
-            return
         consumer = Consumer(
             {
                 **self.settings.client_config(),
-                "group.id": f"qbridge-gateway-follower-{uuid.uuid4().hex[:12]}",
-                "client.id": "qbridge-gateway-follower",
+                # Required by librdkafka, never joined: partitions are assigned by hand.
+                "group.id": f"{self.client_id}-{uuid.uuid4().hex[:12]}",
+                "client.id": self.client_id,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "latest",
@@ -155,29 +156,23 @@ class EventHub:
         )
         try:
             assignment: list[TopicPartition] = []
-            for spec in self.topics:
-                md = consumer.list_topics(spec.name, timeout=timeout).topics.get(spec.name)
-                if md is None or md.error is not None or not md.partitions:
-                    raise BusError(
-                        f"topic {spec.name!r} not found: {md.error if md else 'missing'}"
-                    )
-                for p in sorted(md.partitions):
+            for topic in self._subjects:
+                for p in topic_partitions(consumer, topic, timeout):
                     _low, high = consumer.get_watermark_offsets(
-                        TopicPartition(spec.name, p), timeout=timeout, cached=False
+                        TopicPartition(topic, p), timeout=timeout, cached=False
                     )
-                    assignment.append(TopicPartition(spec.name, p, high))
+                    assignment.append(TopicPartition(topic, p, high))
             consumer.assign(assignment)
         except KafkaException as exc:
             consumer.close()
-            raise BusError(f"starting the event follower: {exc}") from exc
+            raise BusError(f"starting the follower: {exc}") from exc
         except BusError:
             consumer.close()
             raise
         self._consumer = consumer
         self._last_poll = time.monotonic()
-        self._thread = threading.Thread(target=self._run, name="event-follower", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.client_id, daemon=True)
         self._thread.start()
-        self.started = True
         logger.info("following %s from their ends", ", ".join(self._subjects))
 
     def stop(self) -> None:
@@ -191,12 +186,12 @@ class EventHub:
 
     def healthy(self) -> tuple[bool, str]:
         """Whether the follower runs and polls."""
-        if not self.started:
-            return False, "event follower not started"
-        if self._thread is not None and not self._thread.is_alive():
-            return False, "event follower died"
-        if self._consumer is not None and time.monotonic() - self._last_poll > 30:
-            return False, "event follower stalled"
+        if self._thread is None:
+            return False, "follower not started"
+        if not self._thread.is_alive():
+            return False, "follower died"
+        if time.monotonic() - self._last_poll > 30:
+            return False, "follower stalled"
         return True, "following"
 
     def _run(self) -> None:
@@ -205,7 +200,7 @@ class EventHub:
             try:
                 msgs = self._consumer.consume(num_messages=500, timeout=0.1)
             except KafkaException as exc:
-                logger.warning("event follower: %s", exc)
+                logger.warning("follower: %s", exc)
                 time.sleep(0.5)
                 continue
             self._last_poll = time.monotonic()
@@ -213,7 +208,7 @@ class EventHub:
                 err = msg.error()
                 if err is not None:
                     if err.fatal():
-                        logger.error("event follower fatal error: %s", err.str())
+                        logger.error("follower fatal error: %s", err.str())
                         return
                     continue
                 topic = msg.topic() or ""
@@ -224,9 +219,68 @@ class EventHub:
                     logger.warning("undecodable event on %s@%s: %s", topic, msg.offset(), exc)
                     continue
                 try:
-                    self.dispatch(topic, decoded.value, h.to_dict(msg.headers()))
+                    self.on_event(topic, decoded.value, h.to_dict(msg.headers()))
                 except Exception:  # never let one odd event stop the follower
                     logger.exception("event on %s@%s not dispatched", topic, msg.offset())
+
+
+class EventHub:
+    """Follows job events on Kafka and fans them out to subscribers."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings | None,
+        codec: AvroCodec,
+        *,
+        recent_jobs: int = 10_000,
+        topics: tuple[TopicSpec, ...] = FOLLOWED,
+        client_id: str = "qbridge-gateway-follower",
+    ) -> None:
+        """Describe the hub (nothing connects before :meth:`start`).
+
+        Args:
+            settings: Kafka settings; None for a hub fed by :meth:`dispatch` only (tests).
+            codec: Decoder of the followed topics.
+            recent_jobs: Jobs remembered at most (least recently touched forgotten first).
+            topics: Topics to follow.
+            client_id: Kafka client id of the follower.
+        """
+        self.recent_jobs = recent_jobs
+        self._follower = (
+            TopicFollower(settings, codec, topics, self.dispatch, client_id=client_id)
+            if settings is not None
+            else None
+        )
+        self._lock = threading.Lock()
+        self._memory: OrderedDict[str, JobMemory] = OrderedDict()
+        self._subs: dict[str, set[Subscription]] = {}
+        self.started = False
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start following (see :meth:`TopicFollower.start`).
+
+        Raises:
+            BusError: Kafka did not answer in time or a topic is missing.
+        """
+        if self._follower is not None:
+            self._follower.start(timeout)
+        self.started = True
+
+    def stop(self) -> None:
+        """Stop following and close the consumer."""
+        if self._follower is not None:
+            self._follower.stop()
+
+    def healthy(self) -> tuple[bool, str]:
+        """Whether the follower runs and polls."""
+        if not self.started:
+            return False, "event follower not started"
+        if self._follower is None:
+            return True, "following"
+        ok, detail = self._follower.healthy()
+        return ok, "following" if ok else f"event {detail}"
 
     # --- events -------------------------------------------------------------------------
 
