@@ -10,11 +10,12 @@ import pytest
 
 from qbridge.bus import BusProducer, KafkaSettings, Record, ensure_topics
 from qbridge.contracts import AvroCodec
+from qbridge.db.pool import make_pool
 from qbridge.topics import DEAD_LETTERS
 from results_sink.app import ResultsSinkApp
 from results_sink.mapping import InvalidRecordError
 from results_sink.migrate import migrate
-from results_sink.store import ResultsStore, make_pool
+from results_sink.store import ResultsStore
 from tests.integration.test_results_sink import (
     TOPICS,
     Message,
