@@ -68,3 +68,12 @@ bench: setup ## Benchmarks (numbers, not assertions); results in bench/results/
 
 clean: ## Remove caches (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/results tests/artifacts
+
+# ---- container images and the compose stack, with podman (tools/containers/) ----------
+.PHONY: images compose-test
+
+images: stack-fetch ## Build every image with podman (base images from Debian packages; cached)
+	$(PY) tools/containers/images.py build
+
+compose-test: stack-fetch ## Run docker-compose.yml with podman: healthchecks, sample workload, a Solve, rows in PostgreSQL; remove it all
+	$(PY) tools/containers/compose_test.py
