@@ -23,9 +23,11 @@ RUN groupadd --system --gid 10001 qbridge \
  && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp \
       --shell /usr/sbin/nologin qbridge
 
-# Pinned runtime dependencies first: this layer is reused until requirements.txt changes.
-COPY requirements.txt ./
-RUN pip install --no-compile -r requirements.txt
+# Pinned runtime dependencies first: this layer is reused until the lock file changes.
+# requirements.lock pins every transitive dependency with its hashes (`make lock`
+# regenerates it from requirements.txt); pip refuses anything that does not match.
+COPY requirements.lock ./
+RUN pip install --no-compile --require-hashes --no-deps -r requirements.lock
 
 COPY schemas/ schemas/
 COPY libs/ libs/

@@ -70,10 +70,16 @@ clean: ## Remove caches (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/results tests/artifacts
 
 # ---- container images and the compose stack, with podman (tools/containers/) ----------
-.PHONY: images compose-test
+.PHONY: images compose-test lock
 
 images: stack-fetch ## Build every image with podman (base images from Debian packages; cached)
 	$(PY) tools/containers/images.py build
 
 compose-test: stack-fetch ## Run docker-compose.yml with podman: healthchecks, sample workload, a Solve, rows in PostgreSQL; remove it all
 	$(PY) tools/containers/compose_test.py
+
+lock: ## Regenerate requirements.lock (every runtime dependency pinned with hashes) from requirements.txt
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(PYTHON) -m venv "$$tmp/venv" && "$$tmp/venv/bin/pip" install -q pip-tools==7.6.2 && \
+	  "$$tmp/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras \
+	    --no-emit-index-url --no-emit-find-links --output-file requirements.lock requirements.txt

@@ -815,8 +815,14 @@ def test_one_dockerfile_builds_every_service() -> None:
     assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-bookworm)?(@sha256:[0-9a-f]{64})?", default)
     assert default == ENV_EXAMPLE["QBRIDGE_PYTHON_IMAGE"]
     steps = [w for w, _ in runtime]
-    assert ("COPY", "requirements.txt ./") in runtime
-    assert any(w == "RUN" and "pip install" in r and "-r requirements.txt" in r for w, r in runtime)
+    assert ("COPY", "requirements.lock ./") in runtime
+    assert any(
+        w == "RUN"
+        and "pip install" in r
+        and "--require-hashes" in r
+        and "-r requirements.lock" in r
+        for w, r in runtime
+    )
     assert ("USER", "10001:10001") in runtime
     assert steps.index("USER") > max(i for i, w in enumerate(steps) if w in ("RUN", "COPY"))
 
@@ -875,3 +881,30 @@ def test_runtime_requirements_are_pinned() -> None:
         if not re.search(r"==[\w.]+$", line):
             unpinned.add(name)
     assert unpinned <= NOT_YET_PINNED, f"pin these in requirements.txt: {unpinned - NOT_YET_PINNED}"
+
+
+def _lock_pins() -> dict[str, tuple[str, int]]:
+    """requirements.lock: normalised name -> (version, number of hashes)."""
+    pins: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^ \\]+)", line)
+        if match:
+            name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+            pins[name] = (match.group(2), 0)
+        elif "--hash=sha256:" in line and name:
+            version, hashes = pins[name]
+            pins[name] = (version, hashes + 1)
+    return pins
+
+
+def test_lock_file_pins_requirements_with_hashes() -> None:
+    pins = _lock_pins()
+    assert pins and all(hashes > 0 for _, hashes in pins.values()), "every pin has hashes"
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, version = line.partition("==")
+        name = re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()
+        assert pins.get(name, ("missing",))[0] == version, f"{name}: run `make lock`"

@@ -30,7 +30,7 @@ fi
 props=/opt/kafka/config/server.properties
 properties >"$props"
 : "${CLUSTER_ID:?CLUSTER_ID must be set (22 characters, base64url)}"
-java -Xmx128m -Dlog4j.configuration=file:/opt/kafka/tools-log4j.properties \
+java -Xmx128m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Dlog4j.configuration=file:/opt/kafka/tools-log4j.properties \
   -cp '/opt/kafka/libs/*' kafka.tools.StorageTool format \
   -t "$CLUSTER_ID" -c "$props" --ignore-formatted
 # shellcheck disable=SC2086  # heap and extra options are word lists
