@@ -296,6 +296,14 @@ class ComposeRun:
 
     def down(self) -> list[str]:
         """Remove the project; returns what had to be force-removed afterwards."""
+        # Anonymous volumes carry no project label: note them before their containers go.
+        volumes = {
+            str(m["Name"])
+            for ctr in project_containers(self.project)
+            for info in podman_json(["inspect", "--type", "container", ctr["Id"]])
+            for m in info.get("Mounts", [])
+            if m.get("Type") == "volume" and m.get("Name")
+        }
         self.compose(
             ["down", "--volumes", "--remove-orphans", "--timeout", "20"], timeout=300, check=False
         )
@@ -309,6 +317,10 @@ class ComposeRun:
                 name = item.get("Name") or item.get("name")
                 leftovers.append(f"{kind} {name}")
                 images.podman([kind, "rm", "-f", str(name)], check=False, quiet=True)
+        for volume in sorted(volumes):
+            if podman_json(["volume", "inspect", volume]):
+                leftovers.append(f"volume {volume}")
+                images.podman(["volume", "rm", "-f", volume], check=False, quiet=True)
         return leftovers
 
 
