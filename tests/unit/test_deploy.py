@@ -21,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from functools import cache
@@ -685,6 +686,27 @@ def test_compose_requires_its_secrets() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     for secret in SECRETS:
         assert re.search(rf"\$\{{{secret}:\?[^}}]+\}}", text), f"{secret} needs :? in compose"
+
+
+def test_compose_resolves_the_local_images_with_the_throwaway_env() -> None:
+    # make compose-test's env file (tools/containers/compose_test.py) points every image
+    # at the locally built stand-ins and fills every secret.
+    sys.path.insert(0, str(ROOT / "tools" / "containers"))
+    import compose_test
+    import images
+
+    env = compose_test.throwaway_env("qbridge-unit", "k", "dev")
+    proc = _compose(env)
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    assert services["kafka"]["image"] == images.kafka_image()
+    assert services["postgres"]["image"] == images.POSTGRES_IMAGE
+    assert set(compose_test.STACK) < set(services)
+    for name in images.SERVICES:
+        assert services[name]["image"] == images.service_image(name, "dev")
+        assert services[name]["build"]["args"]["PYTHON_IMAGE"] == images.PYTHON_IMAGE
+    gateway = services["gateway"]["environment"]
+    assert json.loads(gateway["QBRIDGE_API_KEYS"]) == {"k": "compose-test"}
 
 
 def test_compose_publishes_on_loopback_only() -> None:
