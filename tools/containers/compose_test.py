@@ -357,7 +357,7 @@ def run_workload(run: ComposeRun, env: Mapping[str, str], api_key: str) -> dict[
     if solve.returncode != 0:
         raise ComposeTestError(f"Solve through the gateway failed: {solve.stdout}{solve.stderr}")
     answer = json.loads(solve.stdout)
-    job_id = answer["jobId"]
+    job_id = answer["job_id"]
 
     quoted = ", ".join(f"'{c}'" for c in expected)
     deadline = time.monotonic() + 60
