@@ -278,7 +278,8 @@ class ComposeRun:
         """Run one query in the PostgreSQL container; returns its unaligned output."""
         proc = subprocess.run(
             [
-                "podman", "exec", self.container("postgres"), "psql", "-U", env["POSTGRES_USER"],
+                "podman", "exec", "-e", "PGPASSWORD", self.container("postgres"),
+                "psql", "-U", env["POSTGRES_USER"],
                 "-d", env["POSTGRES_DB"], "-h", "127.0.0.1", "-tA", "-c", sql,
             ],
             env={**images.podman_env(), "PGPASSWORD": env["POSTGRES_PASSWORD"]},
