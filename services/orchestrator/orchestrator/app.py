@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -21,7 +22,15 @@ from orchestrator.machine import (
     Machine,
     MachineConfig,
 )
-from orchestrator.policy import CircuitBreaker, Decision, JobFacts, RoutingContext, decide
+from orchestrator.policy import (
+    ApprovalPolicy,
+    CircuitBreaker,
+    Decision,
+    JobFacts,
+    RoutingContext,
+    approval_hold,
+    decide,
+)
 from orchestrator.store import OutboxRow, Store, to_json_safe
 from qbridge import metrics as m
 from qbridge import topics
@@ -89,7 +98,17 @@ class OrchestratorApp:
                 defer_ms=settings.defer_ms,
                 max_transient_retries=settings.max_transient_retries,
                 retry_backoff_ms=settings.retry_backoff_ms,
+                approval_timeout_ms=settings.approval_timeout_ms,
+                approval_timeout_action=settings.approval_timeout_action,
+                approval_reject_action=settings.approval_reject_action,
             )
+        )
+        self.approval_policy = ApprovalPolicy(
+            tenants=frozenset(settings.approval_tenants),
+            problem_types=frozenset(settings.approval_problem_types),
+            min_cost_units=settings.approval_min_cost_units,
+            premium_backends=frozenset(settings.approval_premium_backends),
+            cost_per_qubit_shot=settings.approval_cost_per_qubit_shot,
         )
         self.breaker = CircuitBreaker(
             settings.breaker_failures, settings.breaker_cooldown_ms / 1000
@@ -110,6 +129,8 @@ class OrchestratorApp:
                 self._on_envelope(value, record.headers)
             elif record.subject == "qbridge.SolverOutcome":
                 self._on_outcome(value, record.headers)
+            elif record.subject == "qbridge.ApprovalDecision":
+                self._on_approval(value, record.headers)
             else:
                 logger.warning("ignoring %s on %s", record.subject, record.topic)
 
@@ -159,6 +180,25 @@ class OrchestratorApp:
                 self.store.add_usage(conn, st.tenant, prov.get("shots") or 0, prov["cost_units"])
             if out["status"] == "error" and out.get("error"):
                 m.RETRIES.labels("orchestrator", out["error"]["error_class"]).inc()
+            self.store.save(conn, st)
+            rows = self.store.add_outbox(
+                conn, st.job_id, self._encode(st, envelope, effects, incoming)
+            )
+        self._after_commit(st, effects, rows)
+
+    def _on_approval(self, dec: dict[str, Any], incoming: Mapping[str, bytes]) -> None:
+        now = self.clock()
+        with self.store.transaction() as conn:
+            loaded = self.store.load(conn, dec["job_id"])
+            if loaded is None:
+                logger.warning("approval decision for unknown job %s ignored", dec["job_id"])
+                return
+            st, envelope = loaded
+            effects = self.machine.on_approval(
+                st, dec["decision"], dec["reviewer"], dec.get("comment") or "", now
+            )
+            if not effects:
+                return
             self.store.save(conn, st)
             rows = self.store.add_outbox(
                 conn, st.job_id, self._encode(st, envelope, effects, incoming)
@@ -280,7 +320,12 @@ class OrchestratorApp:
                 num_qubits=envelope.get("num_qubits"),
                 shots=st.shots or self.s.default_shots,
             )
-            return decide(facts, ctx)
+            decision = decide(facts, ctx)
+            if decision.admit and decision.mode != "classical":
+                hold = approval_hold(facts, st.problem_type, backend, self.approval_policy)
+                if hold is not None:
+                    decision = dataclasses.replace(decision, hold=hold)
+            return decision
 
         return _decide
 

@@ -48,6 +48,7 @@ class Store(Protocol):
     def record_transition(self, row: m.TransitionRow) -> WriteResult: ...
     def record_attempt(self, row: m.AttemptRow) -> WriteResult: ...
     def record_outcome(self, rows: m.OutcomeRows) -> WriteResult: ...
+    def record_approval(self, row: m.ApprovalRow) -> WriteResult: ...
 
 
 class ResultsSinkApp:
@@ -87,6 +88,7 @@ class ResultsSinkApp:
             m.JOB_STATUS_TRANSITION: lambda v: self.store.record_transition(m.transition_row(v)),
             m.SOLVER_OUTCOME: lambda v: self.store.record_attempt(m.attempt_row(v)),
             m.JOB_OUTCOME: lambda v: self.store.record_outcome(m.outcome_rows(v)),
+            m.APPROVAL_DECISION: lambda v: self.store.record_approval(m.approval_row(v)),
         }
 
     # --- handling -----------------------------------------------------------------

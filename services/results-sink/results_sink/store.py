@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool
 from qbridge.db.errors import translate as db_translate
 from qbridge.db.errors import translated as db_translated
 from results_sink.mapping import (
+    ApprovalRow,
     AttemptRow,
     InvalidRecordError,
     JobRow,
@@ -94,6 +95,14 @@ ON CONFLICT (job_id) DO UPDATE SET
     updated_at = now()
 WHERE NOT jobs.envelope_received
 RETURNING (xmax = 0) AS inserted
+"""
+
+_INSERT_APPROVAL = """
+INSERT INTO approvals
+    (decision_id, job_id, decision, reviewer, reviewer_tenant, comment, correlation_id, decided_at)
+VALUES (%(decision_id)s, %(job_id)s, %(decision)s, %(reviewer)s, %(reviewer_tenant)s,
+        %(comment)s, %(correlation_id)s, %(decided_at)s)
+ON CONFLICT (decision_id) DO NOTHING
 """
 
 _INSERT_TRANSITION = """
@@ -238,6 +247,22 @@ class ResultsStore:
             inserted = cur.rowcount == 1
             cur.execute(_APPLY_TRANSITION, params)
         return _count("status_transitions", "inserted" if inserted else "duplicate")
+
+    def record_approval(self, row: ApprovalRow) -> WriteResult:
+        """Store a reviewer's decision (idempotent on its id)."""
+        with self._tx() as cur:
+            cur.execute(_INSERT_APPROVAL, asdict(row))
+            inserted = cur.rowcount == 1
+        return _count("approvals", "inserted" if inserted else "duplicate")
+
+    def approvals(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's approval decisions, oldest first."""
+        with self._read() as cur:
+            cur.execute(
+                "SELECT * FROM approvals WHERE job_id = %s ORDER BY decided_at, decision_id",
+                (job_id,),
+            )
+            return list(cur.fetchall())
 
     def record_attempt(self, row: AttemptRow) -> WriteResult:
         """Store a solver outcome: a started attempt, or its ok/error result."""
