@@ -62,6 +62,7 @@ def test_resumed_run_does_not_repeat_iterations() -> None:
     backend, killed_calls = counting(kill_at_call=KILL_AT + 2)
     with pytest.raises(Killed):
         solve(backend, store, "job-1:1")
+    assert len(killed_calls) == KILL_AT + 2
     assert store.iterations == list(range(KILL_AT + 1))
     saved = store.load("job-1:1")
     assert saved is not None and saved.iteration == KILL_AT and saved.calls == KILL_AT + 1
