@@ -277,6 +277,9 @@ def test_health_and_reflection_answer_without_a_key(gw: Gateway) -> None:
         "GetJob",
         "WatchJob",
         "ListJobs",
+        "Approve",
+        "Reject",
+        "ListPending",
     }
 
 

@@ -40,6 +40,7 @@ STATUS_TO_PB: dict[str, pb.JobStatus] = {
     "failed": pb.JOB_STATUS_FAILED,
     "expired": pb.JOB_STATUS_EXPIRED,
     "rejected": pb.JOB_STATUS_REJECTED,
+    "awaiting_approval": pb.JOB_STATUS_AWAITING_APPROVAL,
 }
 PB_TO_STATUS: dict[int, str] = {v: k for k, v in STATUS_TO_PB.items()}
 ROUTE_TO_PB: dict[str, pb.Route] = {"quantum": pb.ROUTE_QUANTUM, "classical": pb.ROUTE_CLASSICAL}

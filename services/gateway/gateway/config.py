@@ -28,6 +28,7 @@ class GatewaySettings(
 
     Attributes:
         api_keys: API key -> tenant (``QBRIDGE_API_KEYS='{"key1": "tenantA"}'``).
+        api_key_roles: API key -> roles (``QBRIDGE_API_KEY_ROLES='{"key1": ["approver"]}'``).
         premium_backends: Quantum backends only premium tenants may ask for.
         premium_tenants: Tenants allowed on premium backends.
         known_backends: Backends a request may name (others are INVALID_ARGUMENT).
@@ -71,6 +72,7 @@ class GatewaySettings(
     model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore", populate_by_name=True)
 
     api_keys: dict[str, str] = Field(default_factory=dict, repr=False)
+    api_key_roles: dict[str, list[str]] = Field(default_factory=dict, repr=False)
     premium_backends: list[str] = ["ibm_runtime"]
     premium_tenants: list[str] = []
     known_backends: list[str] = [

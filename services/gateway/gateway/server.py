@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health
 
 from gateway.admission import EXECUTOR_GROUPS, Admission
+from gateway.approvals import ApprovalDesk
 from gateway.config import GatewaySettings
 from gateway.jobs import JobFactory, JobPublisher
 from gateway.local import LocalSolverPool
@@ -68,7 +69,7 @@ class GatewayServer:
         """
         self.settings = settings
         self.codec = codec or AvroCodec(default_registry())
-        self.auth = Authenticator(settings.api_keys)
+        self.auth = Authenticator(settings.api_keys, settings.api_key_roles)
         if not self.auth.configured:
             logger.warning("no API keys configured (QBRIDGE_API_KEYS): every call is refused")
         self.producer = BusProducer(settings.kafka, self.codec, client_id="qbridge-gateway")
@@ -108,6 +109,12 @@ class GatewayServer:
             pipeline_reserve_max_ms=settings.pipeline_reserve_max_ms,
             min_job_timeout_ms=settings.min_job_timeout_ms,
         )
+        tracker = JobTracker(
+            self.reader,
+            self.hub,
+            max_watchers=settings.max_watchers,
+            unknown_timeout_s=settings.watch_unknown_timeout_s,
+        )
         self.service = GatewayService(
             self.auth,
             jobs,
@@ -116,14 +123,10 @@ class GatewayServer:
             SolveCoordinator(
                 jobs, publisher, self.hub, self.pool, self.admission, policy, self.reader
             ),
-            JobTracker(
-                self.reader,
-                self.hub,
-                max_watchers=settings.max_watchers,
-                unknown_timeout_s=settings.watch_unknown_timeout_s,
-            ),
+            tracker,
             self.admission,
             default_timeout_ms=settings.default_timeout_ms,
+            approvals=ApprovalDesk(tracker, self.producer),
         )
         self.health = health.HealthServicer()
         self.grpc: grpc.Server | None = None
