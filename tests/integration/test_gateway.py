@@ -79,6 +79,7 @@ def gateway(stack: Any, pipeline: Pipeline) -> Iterator[ServiceProcess]:
             "QBRIDGE_LAG_POLL_MS": "300",
             "QBRIDGE_REJECT_LOW_PRIORITY_LAG": "3",
             "QBRIDGE_SHUTDOWN_GRACE_S": "5",
+            "QBRIDGE_GRPC_REFLECTION": "true",
             "PYTHONUNBUFFERED": "1",
         },
         pipeline["orchestrator"].log_dir,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -73,13 +73,17 @@ class BusProducer:
         value: Mapping[str, Any],
         key: str | bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         """Encode ``value`` with the topic's schema and produce it.
+
+        ``on_delivery`` is also told this message's own delivery result (a caller
+        waiting for one message must not read another's failure).
 
         Raises:
             CodecError: ``value`` does not match the schema.
         """
-        self.send_raw(topic.name, self.codec.encode(topic.record, value), key, headers)
+        self.send_raw(topic.name, self.codec.encode(topic.record, value), key, headers, on_delivery)
 
     def send_raw(
         self,
@@ -87,8 +91,16 @@ class BusProducer:
         value: bytes | None,
         key: str | bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         """Produce already-encoded bytes (used for DLQ copies and tests)."""
+        report = self._on_delivery
+        if on_delivery is not None:
+
+            def report(err: KafkaError | None, msg: Message) -> None:
+                self._on_delivery(err, msg)
+                on_delivery(err, msg)
+
         while True:
             try:
                 self._producer.produce(
@@ -96,13 +108,17 @@ class BusProducer:
                     value=value,
                     key=key,
                     headers=list(headers or []),
-                    on_delivery=self._on_delivery,
+                    on_delivery=report,
                 )
                 break
             except BufferError:
                 # Local queue full: serve delivery reports to make room, then retry.
                 self._producer.poll(0.1)
         self._producer.poll(0)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery reports for at most ``timeout`` seconds."""
+        self._producer.poll(timeout)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for all pending deliveries.
