@@ -8,13 +8,14 @@ the same key map to the same job.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from qbridge.bus import BusProducer
 from qbridge.bus import headers as h
@@ -76,6 +77,27 @@ class PreparedJob:
     quantum_wanted: bool
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _typed_hostile_errors(fn: F) -> F:
+    """Hostile but well-formed input is the caller's error (INVALID_ARGUMENT), never INTERNAL.
+
+    Nesting beyond the parser's stack, finite numbers whose sums overflow...
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RecursionError, OverflowError, ArithmeticError) as exc:
+            raise InvalidProblemError(
+                f"cannot be processed: {type(exc).__name__}: {exc}", field="problem"
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 class JobFactory:
     """Builds :class:`PreparedJob` values from request messages."""
 
@@ -115,6 +137,7 @@ class JobFactory:
         self.premium_tenants = frozenset(premium_tenants)
         self.clock = clock
 
+    @_typed_hostile_errors
     def prepare(
         self,
         tenant: str,
@@ -142,34 +165,6 @@ class JobFactory:
             InvalidProblemError: Invalid problem or option (field is the request path).
             PermissionDeniedError: A premium backend for a tenant not allowed on it.
         """
-        try:
-            return self._prepare(
-                tenant,
-                problem_msg,
-                options,
-                timeout_ms=timeout_ms,
-                call=call,
-                per_call_key=per_call_key,
-                timeout_field=timeout_field,
-            )
-        except (RecursionError, OverflowError, ArithmeticError) as exc:
-            # Hostile but well-formed input (nesting beyond the parser's stack, finite
-            # numbers whose sums overflow): the caller's error, never INTERNAL.
-            raise InvalidProblemError(
-                f"cannot be processed: {type(exc).__name__}: {exc}", field="problem"
-            ) from exc
-
-    def _prepare(
-        self,
-        tenant: str,
-        problem_msg: pb.Problem,
-        options: pb.JobOptions,
-        *,
-        timeout_ms: int,
-        call: str,
-        per_call_key: bool,
-        timeout_field: str,
-    ) -> PreparedJob:
         given = problem_msg.WhichOneof("kind") or "problem"
         try:
             pin = problem_input(problem_msg)
