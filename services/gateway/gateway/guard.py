@@ -5,8 +5,8 @@ from the call's metadata only:
 
 1. the API key is checked (UNAUTHENTICATED otherwise);
 2. the tenant's token bucket for the method is charged (RESOURCE_EXHAUSTED);
-3. a Solve is wrapped to take a place in the :class:`~gateway.admission.SolveGate` when
-   it starts (RESOURCE_EXHAUSTED at once if full), given back with how late it answered.
+3. a Solve takes a place in the :class:`~gateway.admission.SolveGate` before its request
+   is read (RESOURCE_EXHAUSTED at once if full), given back with how late it answered.
 
 A refused call is answered by a handler that never reads the request: gRPC core does
 not buffer it past the flow-control window and nothing deserializes it. The largest
@@ -101,15 +101,17 @@ class GatewayGuard(grpc.ServerInterceptor):
     def _gated(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """``handler`` (unary Solve) holding a gate place while it runs.
 
-        The place is taken when the behavior starts (a request that never arrives or
-        does not parse never holds one), and given back with how late the answer was.
+        Served as request-streaming (wire-compatible with a unary call), so the behavior
+        starts when the call arrives: the place is taken, or the call refused, before the
+        request is read; the place is given back with how late the answer was, whatever
+        happens (a request that never arrives or does not parse included).
         """
         gate = self.gate
         assert gate is not None and handler.unary_unary is not None
         behavior = handler.unary_unary
         clock = self.clock
 
-        def solve(request: Any, context: grpc.ServicerContext) -> Any:
+        def solve(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
             started = clock()
             try:
                 gate.enter()
@@ -120,6 +122,9 @@ class GatewayGuard(grpc.ServerInterceptor):
                 context.abort(code, message)
             late: float | None = None
             try:
+                request = next(requests, None)
+                if request is None:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
                 response = behavior(request, context)
                 if isinstance(response, pb.SolveResponse) and response.deadline_ms:
                     late = (clock() - started) * 1000.0 - response.deadline_ms
@@ -127,7 +132,7 @@ class GatewayGuard(grpc.ServerInterceptor):
             finally:
                 gate.leave(duration_s=clock() - started, lateness_ms=late)
 
-        return grpc.unary_unary_rpc_method_handler(
+        return grpc.stream_unary_rpc_method_handler(
             solve,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
