@@ -180,6 +180,8 @@ def problem_from_json(kind: str, text: str, prefix: str = "problem") -> Problem:
         data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise _bad(prefix, f"is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # ``[[[[...]]]]``: json recurses once per level
+        raise _bad(prefix, "is nested too deeply") from exc
     try:
         return problem_from_dict(kind, data)
     except InvalidProblemError as exc:

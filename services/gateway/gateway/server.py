@@ -15,9 +15,10 @@ from dataclasses import replace
 import grpc
 from grpc_health.v1 import health
 
-from gateway.admission import EXECUTOR_GROUPS, Admission
+from gateway.admission import EXECUTOR_GROUPS, Admission, SolveGate, TenantRateLimiter
 from gateway.approvals import ApprovalDesk
 from gateway.config import GatewaySettings
+from gateway.guard import GatewayGuard
 from gateway.jobs import JobFactory, JobPublisher
 from gateway.local import LocalSolverPool
 from gateway.service import GatewayService
@@ -40,12 +41,27 @@ SERVICE = "gateway"
 GATEWAY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
 
 
+def make_guard(settings: GatewaySettings, auth: Authenticator) -> GatewayGuard:
+    """The interceptor checking key, tenant rate and Solve capacity before reading calls."""
+    return GatewayGuard(
+        auth,
+        TenantRateLimiter(settings.tenant_rates, burst_s=settings.tenant_burst_s),
+        SolveGate(
+            initial=settings.solve_initial_limit,
+            min_limit=settings.solve_min_limit,
+            max_limit=settings.max_inflight_solves,
+            late_ms=settings.solve_late_ms,
+        ),
+    )
+
+
 def make_grpc_server(
     settings: GatewaySettings,
     servicer: pb_grpc.GatewayServicer,
     health_servicer: health.HealthServicer,
+    guard: GatewayGuard | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A bound (not started) gRPC server with the Gateway, health and reflection services.
+    """A bound (not started) gRPC server with the Gateway, health (and reflection) services.
 
     Raises:
         OSError: The address cannot be bound.
@@ -55,6 +71,7 @@ def make_grpc_server(
         lambda server: pb_grpc.add_GatewayServicer_to_server(servicer, server),
         [GATEWAY_SERVICE_NAME],
         health_servicer,
+        interceptors=[guard] if guard is not None else [],
     )
 
 
@@ -98,6 +115,8 @@ class GatewayServer:
             known_backends=settings.known_backends,
             premium_backends=settings.premium_backends,
             premium_tenants=settings.premium_tenants,
+            codec=self.codec,
+            max_request_bytes=settings.max_request_bytes,
         )
         publisher = JobPublisher(self.producer)
         policy = DeadlinePolicy(
@@ -113,6 +132,7 @@ class GatewayServer:
             self.reader,
             self.hub,
             max_watchers=settings.max_watchers,
+            tenant_max_watchers=settings.tenant_max_watchers,
             unknown_timeout_s=settings.watch_unknown_timeout_s,
         )
         self.service = GatewayService(
@@ -128,6 +148,7 @@ class GatewayServer:
             default_timeout_ms=settings.default_timeout_ms,
             approvals=ApprovalDesk(tracker, self.producer),
         )
+        self.guard = make_guard(settings, self.auth)
         self.health = health.HealthServicer()
         self.grpc: grpc.Server | None = None
         self.port = 0
@@ -147,7 +168,7 @@ class GatewayServer:
         logger.info("local solvers (%s) warmed up in %.2f s", self.pool.mode, took)
         self.hub.start()
         self.lag.start(s.lag_poll_ms / 1000)
-        server, self.port = make_grpc_server(s, self.service, self.health)
+        server, self.port = make_grpc_server(s, self.service, self.health, self.guard)
         server.start()
         self.grpc = server
         self._serving = True
@@ -165,6 +186,7 @@ class GatewayServer:
         lag = self.lag.total()
         return True, (
             f"port={self.port} inflight={self.admission.inflight} "
+            f"solve_limit={self.guard.gate.limit if self.guard.gate else '-'} "
             f"watchers={self.hub.subscribers} executor_lag={lag if lag is not None else '?'}"
         )
 
