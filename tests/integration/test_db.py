@@ -49,7 +49,9 @@ def test_orchestrator_store_creates_its_tables_through_the_shared_runner(
         fresh_database
     )
     with psycopg.connect(fresh_database) as conn:
-        rows = conn.execute(f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE} ORDER BY version").fetchall()
+        rows = conn.execute(
+            f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE} ORDER BY version"
+        ).fetchall()
     migrations = load_migrations(MIGRATIONS_PACKAGE)
     assert rows == [(m.version, m.name, m.checksum) for m in migrations]
 
