@@ -54,7 +54,12 @@ def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
         stack.dsn,
         ARTIFACTS / f"gateway-{time.strftime('%H%M%S')}",
         per_service_env={
-            "orchestrator": {"QBRIDGE_DEGRADE_QUANTUM_LAG": "4", "QBRIDGE_LAG_POLL_MS": "300"}
+            "orchestrator": {
+                "QBRIDGE_DEGRADE_QUANTUM_LAG": "4",
+                "QBRIDGE_LAG_POLL_MS": "300",
+                # the stopped-executor test may open the quantum breaker; later tests wait it out
+                "QBRIDGE_BREAKER_COOLDOWN_MS": "5000",
+            }
         },
     )
     p.start()
@@ -218,6 +223,12 @@ def test_solve_stays_in_time_while_the_quantum_executor_is_stopped(
 def test_solve_stays_in_time_while_the_quantum_executor_is_flooded(
     stub: pb_grpc.GatewayStub, producer: BusProducer, pipeline: Pipeline
 ) -> None:
+    # Precondition: quantum work is routed to quantum (an earlier test that stopped the
+    # executor may have opened the circuit breaker; it closes after the cooldown).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _quantum_available(pipeline):
+        time.sleep(0.3)
+    assert _quantum_available(pipeline), "the quantum circuit breaker stayed open"
     # Flood the quantum executor the way upstream systems do: 30 quantum-routed jobs
     # published straight to the request topic (QAOA serves about 2 per second here).
     for i in range(30):
@@ -242,6 +253,15 @@ def test_solve_stays_in_time_while_the_quantum_executor_is_flooded(
     slow = [r for d, _, r in results if d == 3000]
     # the orchestrator degrades new work under lag; the pipeline still answers long deadlines
     assert any(r.source == pb.ANSWER_SOURCE_PIPELINE for r in slow), describe(results)
+
+
+def _quantum_available(pipeline: Pipeline) -> bool:
+    closed = [
+        float(line.rsplit(" ", 1)[1]) == 1.0
+        for line in pipeline["orchestrator"].metrics().splitlines()
+        if line.startswith("qbridge_backend_available{")
+    ]
+    return all(closed)  # no line yet: no quantum failure seen, nothing is open
 
 
 def _metric(text: str, name: str) -> float:

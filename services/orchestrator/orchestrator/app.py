@@ -484,6 +484,13 @@ class OrchestratorApp:
     ) -> OutboxRow:
         return OutboxRow(topic.name, key, self.codec.encode(topic.record, value), dict(hdrs))
 
+    def _watch_breaker(self, backend: str) -> None:
+        # A function gauge, so a breaker that closes by cooldown shows 1 without an event.
+        breaker = self.breaker
+        m.BACKEND_AVAILABLE.labels(backend).set_function(
+            lambda: float(breaker.available(backend, time.monotonic()))
+        )
+
     def _after_commit(self, st: JobState, effects: Sequence[Effect], rows: list[OutboxRow]) -> None:
         now = time.monotonic()
         for e in effects:
@@ -492,6 +499,7 @@ class OrchestratorApp:
                     self.breaker.record_success(e.backend)
                 else:
                     self.breaker.record_failure(e.backend, now)
+                self._watch_breaker(e.backend)
             elif isinstance(e, EmitFinal):
                 m.JOBS_FINAL.labels(e.status, e.route or "none", st.problem_type).inc()
                 if e.gap is not None:
