@@ -39,7 +39,7 @@ METRIC_MODULES = (
     "gateway.service",
     "gateway.solve",
     "gateway.admission",
-    "gateway.local",
+    "qbridge.solvers.pool",
     "qbridge.bus.follower",
 )
 

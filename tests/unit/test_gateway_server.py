@@ -26,7 +26,6 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 from gateway.admission import Admission
 from gateway.config import GatewaySettings
 from gateway.jobs import JobFactory
-from gateway.local import LocalSolverPool
 from gateway.server import GATEWAY_SERVICE_NAME, make_grpc_server, make_guard
 from gateway.service import ERROR_DETAIL_KEY, JOB_ID_KEY, GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
@@ -38,6 +37,7 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.problems.limits import Limits
 from qbridge.results.read import StoredJob
 from qbridge.service.auth import Authenticator
+from qbridge.solvers.pool import LocalSolverPool
 from qbridge.topics import JOB_OUTCOMES, JOB_STATUS
 from qbridge.validation.accept import RequestBounds
 from tests.unit.test_gateway import FakePublisher, FakeReader, maxcut_msg, outcome, transition

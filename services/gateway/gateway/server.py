@@ -20,7 +20,6 @@ from gateway.approvals import ApprovalDesk
 from gateway.config import GatewaySettings
 from gateway.guard import GatewayGuard
 from gateway.jobs import JobFactory, JobPublisher
-from gateway.local import LocalSolverPool
 from gateway.service import GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
 from gateway.tracking import JobTracker
@@ -32,8 +31,10 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.metrics import CONSUMER_LAG
 from qbridge.results.read import JobReader
+from qbridge.samples import sample_mix
 from qbridge.service.auth import Authenticator
 from qbridge.service.grpc_server import bound_server, follow_readiness
+from qbridge.solvers.pool import LocalSolverPool
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class GatewayServer:
             queue_limit=settings.local_queue_limit,
             max_budget_s=settings.local_max_budget_ms / 1000,
             mode=settings.local_mode,
+            warm_up_problems=[problem for _label, problem, _over in sample_mix(seed=1)],
         )
         self.admission = Admission(
             max_inflight=settings.max_inflight_solves,
