@@ -39,6 +39,7 @@ METRIC_MODULES = (
     "gateway.service",
     "gateway.solve",
     "gateway.admission",
+    "qbridge.service.admission",
     "qbridge.solvers.pool",
     "qbridge.bus.follower",
 )

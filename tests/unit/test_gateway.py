@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.admission import Admission, OverloadedError
+from gateway.admission import Admission
 from gateway.errors import CallerGoneError, NotFoundError
 from gateway.jobs import JobFactory, PermissionDeniedError
 from gateway.solve import (
@@ -35,6 +35,7 @@ from qbridge.errors import InvalidProblemError
 from qbridge.problems.limits import Limits
 from qbridge.problems.registry import problem_from_dict
 from qbridge.results.read import StoredJob, decode_page_token, encode_page_token
+from qbridge.service.admission import OverloadedError
 from qbridge.service.auth import Authenticator, UnauthenticatedError, api_key
 from qbridge.solvers.pool import LocalSolverPool
 from qbridge.solvers.portfolio import instant_outcome

@@ -5,7 +5,7 @@ from the call's metadata only:
 
 1. the API key is checked (UNAUTHENTICATED otherwise);
 2. the tenant's token bucket for the method is charged (RESOURCE_EXHAUSTED);
-3. a Solve takes a place in the :class:`~gateway.admission.SolveGate` before its request
+3. a Solve takes a place in the :class:`~qbridge.service.admission.SolveGate` before its request
    is read (RESOURCE_EXHAUSTED at once if full), given back with how late it answered.
 
 A refused call is answered by a handler that never reads the request: gRPC core does
@@ -23,9 +23,9 @@ from typing import Any
 
 import grpc
 
-from gateway.admission import OverloadedError, SolveGate, TenantRateLimiter
 from gateway.service import ERROR_DETAIL_KEY, REQUESTS, error_status
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
+from qbridge.service.admission import OverloadedError, SolveGate, TenantRateLimiter
 from qbridge.service.auth import Authenticator, UnauthenticatedError
 
 logger = logging.getLogger(__name__)

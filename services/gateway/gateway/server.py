@@ -15,7 +15,7 @@ from dataclasses import replace
 import grpc
 from grpc_health.v1 import health
 
-from gateway.admission import EXECUTOR_GROUPS, Admission, SolveGate, TenantRateLimiter
+from gateway.admission import EXECUTOR_GROUPS, Admission
 from gateway.approvals import ApprovalDesk
 from gateway.config import GatewaySettings
 from gateway.guard import GatewayGuard
@@ -32,6 +32,7 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.metrics import CONSUMER_LAG
 from qbridge.results.read import JobReader
 from qbridge.samples import sample_mix
+from qbridge.service.admission import SolveGate, TenantRateLimiter
 from qbridge.service.auth import Authenticator
 from qbridge.service.grpc_server import bound_server, follow_readiness
 from qbridge.solvers.pool import LocalSolverPool

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import grpc
 from prometheus_client import Counter, Histogram
 
-from gateway.admission import Admission, OverloadedError
+from gateway.admission import Admission
 from gateway.approvals import ApprovalDesk, NotAwaitingApprovalError
 from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
 from gateway.jobs import JobFactory, JobPublisher, PermissionDeniedError
@@ -28,6 +28,7 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.errors import BusError, InvalidProblemError, StoreUnavailableError
 from qbridge.service import log_context
+from qbridge.service.admission import OverloadedError
 from qbridge.service.auth import (
     Authenticator,
     Caller,
