@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.guard import RETRY_AFTER_KEY, GatewayGuard
+from gateway.guard import RETRY_AFTER_KEY
 from gateway.jobs import JobFactory, JobPublisher
 from qbridge.bus.follower import EventHub, TopicFollower
 from qbridge.bus.settings import KafkaSettings
@@ -21,7 +21,6 @@ from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import DeliveryError, InvalidProblemError
 from qbridge.problems.limits import Limits
-from qbridge.service.auth import Authenticator
 from qbridge.service.http import HttpEndpoint
 from qbridge.validation.accept import RequestBounds
 from tests.unit.test_gateway import maxcut_msg
@@ -47,43 +46,6 @@ def big_maxcut(num_nodes: int, per_node: int) -> pb.Problem:
 
 
 # --- before parsing ---------------------------------------------------------------------
-
-
-def test_guard_refuses_unauthenticated_calls_with_a_handler_that_never_reads() -> None:
-    parsed: list[bytes] = []
-
-    def deserialize(data: bytes) -> Any:
-        parsed.append(data)
-        return pb.SolveRequest.FromString(data)
-
-    handler = grpc.unary_unary_rpc_method_handler(
-        lambda req, ctx: pb.SolveResponse(), request_deserializer=deserialize
-    )
-
-    class Details(grpc.HandlerCallDetails):
-        def __init__(self, md: tuple[tuple[str, str], ...]) -> None:
-            self.method = SOLVE
-            self.invocation_metadata = md
-
-    guard = GatewayGuard(Authenticator({"k": "t"}))
-    refused = guard.intercept_service(lambda d: handler, Details((("x-api-key", "bad"),)))
-    assert refused is not None and refused is not handler
-    # A request-streaming handler without a deserializer: gRPC hands it a lazy iterator
-    # it never advances, so the request is neither received into memory nor parsed.
-    assert refused.request_streaming and refused.request_deserializer is None
-    assert refused.unary_unary is None and refused.stream_unary is not None
-    assert parsed == []
-    admitted = guard.intercept_service(lambda d: handler, Details((("x-api-key", "k"),)))
-    assert admitted is handler
-    other = grpc.unary_unary_rpc_method_handler(lambda req, ctx: None)
-
-    class Health(Details):
-        method = "/grpc.health.v1.Health/Check"
-
-        def __init__(self) -> None:
-            self.invocation_metadata = ()
-
-    assert guard.intercept_service(lambda d: other, Health()) is other  # not guarded
 
 
 def test_unauthenticated_garbage_is_refused_without_being_parsed() -> None:

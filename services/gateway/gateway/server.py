@@ -18,7 +18,7 @@ from grpc_health.v1 import health
 from gateway.admission import EXECUTOR_GROUPS, Admission
 from gateway.approvals import ApprovalDesk
 from gateway.config import GatewaySettings
-from gateway.guard import GatewayGuard
+from gateway.guard import GATEWAY_SERVICE_NAME, gateway_guard
 from gateway.jobs import JobFactory, JobPublisher
 from gateway.service import GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
@@ -27,7 +27,6 @@ from qbridge.bus import BusProducer, ensure_topics
 from qbridge.bus.follower import EventHub
 from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts import AvroCodec, default_registry
-from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.metrics import CONSUMER_LAG
 from qbridge.results.read import JobReader
@@ -35,17 +34,17 @@ from qbridge.samples import sample_mix
 from qbridge.service.admission import SolveGate, TenantRateLimiter
 from qbridge.service.auth import Authenticator
 from qbridge.service.grpc_server import bound_server, follow_readiness
+from qbridge.service.guard import CallGuard
 from qbridge.solvers.pool import LocalSolverPool
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "gateway"
-GATEWAY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
 
 
-def make_guard(settings: GatewaySettings, auth: Authenticator) -> GatewayGuard:
+def make_guard(settings: GatewaySettings, auth: Authenticator) -> CallGuard:
     """The interceptor checking key, tenant rate and Solve capacity before reading calls."""
-    return GatewayGuard(
+    return gateway_guard(
         auth,
         TenantRateLimiter(settings.tenant_rates, burst_s=settings.tenant_burst_s),
         SolveGate(
@@ -61,7 +60,7 @@ def make_grpc_server(
     settings: GatewaySettings,
     servicer: pb_grpc.GatewayServicer,
     health_servicer: health.HealthServicer,
-    guard: GatewayGuard | None = None,
+    guard: CallGuard | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound (not started) gRPC server with the Gateway, health (and reflection) services.
 
