@@ -14,6 +14,7 @@ from qbridge.service.settings import (
     RequestBoundsSettings,
     ServiceSettings,
 )
+from qbridge.topics import MAX_REQUEST_BYTES
 
 
 class GatewaySettings(
@@ -67,9 +68,6 @@ class GatewaySettings(
         solve_initial_limit: Solve calls admitted at once at start.
         solve_late_ms: An admitted Solve answered later than its deadline + this cuts the
             number admitted at once (multiplicatively); on-time answers raise it again.
-        max_request_bytes: Byte budget of one request as the pipeline carries it (the
-            encoded ``ProblemRequest``; intake's ``QBRIDGE_MAX_REQUEST_BYTES``): larger
-            requests are INVALID_ARGUMENT "too large".
         grpc_max_receive_bytes: Largest gRPC message received (RESOURCE_EXHAUSTED beyond,
             before it is buffered or parsed): twice the byte budget, since the protobuf
             or JSON form of a problem is larger than its Avro form.
@@ -81,7 +79,9 @@ class GatewaySettings(
         watch_unknown_timeout_s: A watched job that never reaches the store ends the
             stream with DEADLINE_EXCEEDED after this long without any event.
         recent_jobs: Jobs whose live events are kept in memory (fan-out and gap filling).
-        limits: Size limits, shared with intake (:class:`ProblemLimitsSettings`).
+        limits: Size limits and the byte budget of one request as the pipeline carries
+            it (``QBRIDGE_MAX_REQUEST_BYTES``: larger requests are INVALID_ARGUMENT "too
+            large"), shared with intake (:class:`ProblemLimitsSettings`).
         kafka: Kafka connection settings (``KAFKA_*``).
     """
 
@@ -139,8 +139,7 @@ class GatewaySettings(
     solve_min_limit: int = Field(default=2, ge=1)
     solve_initial_limit: int = Field(default=8, ge=1)
     solve_late_ms: float = Field(default=5.0, ge=0)
-    max_request_bytes: int = Field(default=921_600, ge=1024)
-    grpc_max_receive_bytes: int = Field(default=2 * 921_600, ge=1024)
+    grpc_max_receive_bytes: int = Field(default=2 * MAX_REQUEST_BYTES, ge=1024)
     low_priority_below: int = Field(default=3, ge=0, le=10)
     reject_low_priority_lag: int = 200
     reject_submit_lag: int = 5_000
