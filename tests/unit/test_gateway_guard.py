@@ -13,7 +13,6 @@ from typing import Any
 import grpc
 import pytest
 
-from gateway.guard import RETRY_AFTER_KEY
 from gateway.jobs import JobFactory, JobPublisher
 from qbridge.bus.follower import EventHub, TopicFollower
 from qbridge.bus.settings import KafkaSettings
@@ -21,6 +20,7 @@ from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import DeliveryError, InvalidProblemError
 from qbridge.problems.limits import Limits
+from qbridge.service.grpc_errors import RETRY_AFTER_KEY
 from qbridge.service.http import HttpEndpoint
 from qbridge.validation.accept import RequestBounds
 from tests.unit.test_gateway import maxcut_msg
@@ -175,6 +175,8 @@ def test_one_tenant_cannot_take_every_watch_stream() -> None:
             list(s.WatchJob(pb.WatchJobRequest(job_id=sub.job_id), metadata=key("key-a")))
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
         assert "tenant has 1 WatchJob" in err.value.details()  # type: ignore[attr-defined]
+        md = dict(err.value.trailing_metadata())  # type: ignore[attr-defined]
+        assert int(md[RETRY_AFTER_KEY]) == detail(err.value).retry_after_ms == 1000
         with pytest.raises(grpc.RpcError) as err:  # tenant-b still gets a stream (here: ends)
             list(s.WatchJob(pb.WatchJobRequest(job_id=sub.job_id), metadata=key("key-b")))
         assert err.value.code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]

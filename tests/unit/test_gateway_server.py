@@ -27,7 +27,7 @@ from gateway.admission import Admission
 from gateway.config import GatewaySettings
 from gateway.jobs import JobFactory
 from gateway.server import GATEWAY_SERVICE_NAME, make_grpc_server, make_guard
-from gateway.service import ERROR_DETAIL_KEY, JOB_ID_KEY, GatewayService
+from gateway.service import JOB_ID_KEY, GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
 from gateway.tracking import JobTracker
 from qbridge.bus.follower import EventHub
@@ -37,6 +37,7 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.problems.limits import Limits
 from qbridge.results.read import StoredJob
 from qbridge.service.auth import Authenticator
+from qbridge.service.grpc_errors import ERROR_DETAIL_KEY
 from qbridge.solvers.pool import LocalSolverPool
 from qbridge.topics import JOB_OUTCOMES, JOB_STATUS
 from qbridge.validation.accept import RequestBounds

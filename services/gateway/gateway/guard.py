@@ -13,22 +13,18 @@ from typing import Any
 
 import grpc
 
-from gateway.service import ERROR_DETAIL_KEY, REQUESTS, error_status
+from gateway.service import ERRORS, REQUESTS
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.service.admission import SolveGate, TenantRateLimiter
 from qbridge.service.auth import Authenticator
 from qbridge.service.guard import CallGuard
 
-RETRY_AFTER_KEY = "retry-after-ms"
 GATEWAY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
 
 
 def refusal(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str, list[tuple[str, Any]]]:
     """Status, message and trailing metadata of a refused call (counted in the requests)."""
-    code, message, detail = error_status(exc)
-    md: list[tuple[str, Any]] = [(ERROR_DETAIL_KEY, detail.SerializeToString())]
-    if detail.retry_after_ms:
-        md.append((RETRY_AFTER_KEY, str(detail.retry_after_ms)))
+    code, message, md = ERRORS.answer(exc)
     REQUESTS.labels(method, code.name).inc()
     return code, message, md
 
