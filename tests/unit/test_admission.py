@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 
-from qbridge.service.admission import OverloadedError, SolveGate, TenantRateLimiter, TenantSlots
+from qbridge.service.admission import (
+    AdmissionSettings,
+    OverloadedError,
+    SolveGate,
+    TenantRateLimiter,
+    TenantSlots,
+)
 
 
 class Clock:
@@ -107,3 +114,18 @@ def test_tenant_slots_bound_all_tenants_and_each_tenant() -> None:
     with pytest.raises(RuntimeError), slots.hold("a"):  # given back when the holder fails
         raise RuntimeError("boom")
     assert slots.held == 0
+
+
+def test_settings_build_the_buckets_and_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QBRIDGE_TENANT_RATES", '{"Solve": 4, "Submit": 0}')
+    monkeypatch.setenv("QBRIDGE_TENANT_BURST_S", "0.5")
+    monkeypatch.setenv("QBRIDGE_MAX_INFLIGHT_SOLVES", "6")
+    monkeypatch.setenv("QBRIDGE_SOLVE_MIN_LIMIT", "3")
+    settings = AdmissionSettings()
+    limiter = settings.rate_limiter()
+    assert limiter.rates == {"Solve": 4.0} and limiter.burst_s == 0.5  # rate 0: not limited
+    gate = settings.solve_gate()
+    assert (gate.min_limit, gate.limit, gate.max_limit) == (3, 6, 6)  # initial 8: capped
+    monkeypatch.setenv("QBRIDGE_TENANT_BURST_S", "0")
+    with pytest.raises(ValidationError):
+        AdmissionSettings()

@@ -25,8 +25,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from gateway.admission import Admission
 from gateway.config import GatewaySettings
+from gateway.guard import GATEWAY_SERVICE_NAME, gateway_guard
 from gateway.jobs import JobFactory
-from gateway.server import GATEWAY_SERVICE_NAME, make_grpc_server, make_guard
+from gateway.server import make_grpc_server
 from gateway.service import JOB_ID_KEY, GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
 from gateway.tracking import JobTracker
@@ -107,7 +108,7 @@ class Gateway:
             ),
             self.admission,
         )
-        self.guard = make_guard(s, auth)
+        self.guard = gateway_guard(s, auth)
         self.health = health.HealthServicer()
         self.server, self.port = make_grpc_server(s, self.service, self.health, self.guard)
         self.server.start()

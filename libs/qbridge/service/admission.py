@@ -10,6 +10,8 @@ raising :class:`OverloadedError` with a retry hint:
 * :class:`TenantSlots`: places held at once (calls in flight, open streams), overall
   and per tenant, so one tenant cannot take them all.
 
+The knobs of the first two are :class:`AdmissionSettings` (environment).
+
 The gateway is their user: the metrics keep the names its dashboards and runbook know.
 """
 
@@ -23,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import Counter, Gauge
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qbridge.errors import ErrorClass, QBridgeError
 
@@ -284,3 +288,50 @@ class SolveGate:
             else:
                 self._limit = min(float(self.max_limit), self._limit + 1.0 / self._limit)
             SOLVE_LIMIT.set(self._limit)
+
+
+class AdmissionSettings(BaseSettings):
+    """The tenants' call rates and the Solve gate (environment, prefix ``QBRIDGE_``).
+
+    Attributes:
+        max_inflight_solves: Solve calls in flight at most (RESOURCE_EXHAUSTED beyond; the
+            adaptive gate's ceiling).
+        tenant_rates: Calls per second per tenant by method (token buckets checked before a
+            request is read; a method left out or at 0 is not limited), e.g.
+            ``QBRIDGE_TENANT_RATES='{"Solve": 20, "Submit": 50}'``.
+        tenant_burst_s: Seconds of calls a tenant's bucket holds (burst = rate x this).
+        solve_min_limit: Solve calls admitted at once at least (the adaptive gate's floor).
+        solve_initial_limit: Solve calls admitted at once at start.
+        solve_late_ms: An admitted Solve answered later than its deadline + this cuts the
+            number admitted at once (multiplicatively); on-time answers raise it again.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore")
+
+    max_inflight_solves: int = Field(default=64, ge=1)
+    tenant_rates: dict[str, float] = Field(
+        default_factory=lambda: {
+            "Solve": 50.0,
+            "Submit": 100.0,
+            "GetJob": 200.0,
+            "ListJobs": 20.0,
+            "WatchJob": 20.0,
+        }
+    )
+    tenant_burst_s: float = Field(default=2.0, gt=0)
+    solve_min_limit: int = Field(default=2, ge=1)
+    solve_initial_limit: int = Field(default=8, ge=1)
+    solve_late_ms: float = Field(default=5.0, ge=0)
+
+    def rate_limiter(self) -> TenantRateLimiter:
+        """Token buckets at :attr:`tenant_rates`."""
+        return TenantRateLimiter(self.tenant_rates, burst_s=self.tenant_burst_s)
+
+    def solve_gate(self) -> SolveGate:
+        """The adaptive gate, between :attr:`solve_min_limit` and :attr:`max_inflight_solves`."""
+        return SolveGate(
+            initial=self.solve_initial_limit,
+            min_limit=self.solve_min_limit,
+            max_limit=self.max_inflight_solves,
+            late_ms=self.solve_late_ms,
+        )

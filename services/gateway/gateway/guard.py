@@ -15,7 +15,7 @@ import grpc
 
 from gateway.service import ERRORS, REQUESTS
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
-from qbridge.service.admission import SolveGate, TenantRateLimiter
+from qbridge.service.admission import AdmissionSettings
 from qbridge.service.auth import Authenticator
 from qbridge.service.guard import CallGuard
 
@@ -36,16 +36,14 @@ def solve_lateness(response: Any, elapsed_ms: float) -> float | None:
     return None
 
 
-def gateway_guard(
-    auth: Authenticator, limiter: TenantRateLimiter | None = None, gate: SolveGate | None = None
-) -> CallGuard:
+def gateway_guard(settings: AdmissionSettings, auth: Authenticator) -> CallGuard:
     """The interceptor checking key, tenant rate and Solve capacity before reading calls."""
     return CallGuard(
         GATEWAY_SERVICE_NAME,
         auth,
         refusal,
-        limiter,
-        gate,
+        settings.rate_limiter(),
+        settings.solve_gate(),
         gated_method="Solve",
         lateness=solve_lateness,
     )

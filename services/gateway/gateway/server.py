@@ -31,7 +31,6 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.metrics import CONSUMER_LAG
 from qbridge.results.read import JobReader
 from qbridge.samples import sample_mix
-from qbridge.service.admission import SolveGate, TenantRateLimiter
 from qbridge.service.auth import Authenticator
 from qbridge.service.grpc_server import bound_server, follow_readiness
 from qbridge.service.guard import CallGuard
@@ -40,20 +39,6 @@ from qbridge.solvers.pool import LocalSolverPool
 logger = logging.getLogger(__name__)
 
 SERVICE = "gateway"
-
-
-def make_guard(settings: GatewaySettings, auth: Authenticator) -> CallGuard:
-    """The interceptor checking key, tenant rate and Solve capacity before reading calls."""
-    return gateway_guard(
-        auth,
-        TenantRateLimiter(settings.tenant_rates, burst_s=settings.tenant_burst_s),
-        SolveGate(
-            initial=settings.solve_initial_limit,
-            min_limit=settings.solve_min_limit,
-            max_limit=settings.max_inflight_solves,
-            late_ms=settings.solve_late_ms,
-        ),
-    )
 
 
 def make_grpc_server(
@@ -150,7 +135,7 @@ class GatewayServer:
             default_timeout_ms=settings.default_timeout_ms,
             approvals=ApprovalDesk(tracker, self.producer),
         )
-        self.guard = make_guard(settings, self.auth)
+        self.guard = gateway_guard(settings, self.auth)
         self.health = health.HealthServicer()
         self.grpc: grpc.Server | None = None
         self.port = 0
