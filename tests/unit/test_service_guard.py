@@ -12,6 +12,7 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.service.admission import SolveGate
 from qbridge.service.auth import Authenticator
 from qbridge.service.guard import CallGuard
+from tests.unit.test_admission import Clock
 
 SERVICE = "qbridge.gateway.v1.Gateway"
 SOLVE = f"/{SERVICE}/Solve"
@@ -43,14 +44,6 @@ class Context:
 
     def abort(self, code: grpc.StatusCode, message: str) -> None:
         raise Aborted(code, message)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_guard_refuses_unauthenticated_calls_with_a_handler_that_never_reads() -> None:
