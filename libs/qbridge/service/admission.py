@@ -12,7 +12,8 @@ raising :class:`OverloadedError` with a retry hint:
 
 The knobs of the first two are :class:`AdmissionSettings` (environment).
 
-The gateway is their user: the metrics keep the names its dashboards and runbook know.
+The gateway is their user: the metrics keep their ``qbridge_gateway_`` names (its README
+and existing dashboards refer to them).
 """
 
 from __future__ import annotations
@@ -225,7 +226,7 @@ class SolveGate:
         cooldown_s: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Create the gate (see the gateway settings ``solve_*`` for the knobs)."""
+        """Create the gate (see :class:`AdmissionSettings` ``solve_*`` for the knobs)."""
         self.min_limit = max(1, min_limit)
         self.max_limit = max(self.min_limit, max_limit)
         self._limit = float(min(max(initial, self.min_limit), self.max_limit))

@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["LOCAL_SOLVES", "LocalSolverPool", "LocalTask", "solve_locally", "warm_up"]
 
-# The gateway is the pool's user: the series keeps the name its dashboards know.
+# The gateway is the pool's user: the series keeps its ``qbridge_gateway_`` name (existing
+# dashboards and queries refer to it).
 LOCAL_SOLVES = Counter(
     "qbridge_gateway_local_solves_total",
     "Gateway-local classical solves, by solver and result (ok, none, skipped, error, busy).",
