@@ -31,19 +31,26 @@ Two rules:
                                                      interface, classical and
                                                      quantum solvers (``quantum.base`` below
                                                      its adapters, ``quantum.backends`` the
-                                                     factory above them)
+                                                     factory above them), the local solver
+                                                     pool (warm-up problems are given to it:
+                                                     ``samples`` is above)
    3     ``contracts``, ``qml``                      Avro schemas, registry, codec, record
                                                      <-> domain conversions, gRPC stubs;
                                                      quantum-kernel classification solvers
    4     ``validation``                              request acceptance (intake + gateway)
    5     ``bus``, ``service``, ``samples``           Kafka edge; service runtime (settings,
-                                                     logs, HTTP, lifecycle); sample requests
+                                                     logs, HTTP, lifecycle, gRPC server, API
+                                                     keys, admission, call guard, errors as
+                                                     gRPC answers); sample requests
    6     ``executor``, ``dashboard``, ``cli``        the applications built from the above
    ====  ==========================================  =========================================
 
 Units of one layer do not import each other. A new unit must be placed in a layer
 here before it can land. Whether a service imports another service is checked
 elsewhere.
+
+Besides, the mechanisms services run in their domain logic (admission, the classical
+portfolio and its local worker pool) import neither gRPC nor Kafka.
 """
 
 from __future__ import annotations
@@ -204,3 +211,24 @@ def test_imports_point_down_the_layers(graph: Graph) -> None:
         and LAYER_OF.get(unit(source), -1) <= LAYER_OF.get(unit(target), -1)
     )
     assert upward == []
+
+
+#: Mechanisms a service uses in its domain logic: plain Python, testable without a
+#: server or a broker (the gRPC and Kafka edges wrap them).
+PLAIN_PYTHON = ("qbridge.service.admission", "qbridge.solvers.pool", "qbridge.solvers.portfolio")
+EDGE_LIBRARIES = frozenset({"grpc", "grpc_health", "grpc_reflection", "confluent_kafka"})
+
+
+def test_admission_and_the_solver_pool_import_neither_grpc_nor_kafka() -> None:
+    modules = module_names(LIBS, "qbridge")
+    for name in PLAIN_PYTHON:
+        tree = ast.parse(modules[name].read_text(), filename=str(modules[name]))
+        roots: set[str] = set()
+        for stmt in _imports(tree):
+            names = (
+                [alias.name for alias in stmt.names]
+                if isinstance(stmt, ast.Import)
+                else [stmt.module or ""]
+            )
+            roots |= {n.split(".")[0] for n in names}
+        assert roots & EDGE_LIBRARIES == set(), name

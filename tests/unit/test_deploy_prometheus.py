@@ -39,7 +39,8 @@ METRIC_MODULES = (
     "gateway.service",
     "gateway.solve",
     "gateway.admission",
-    "gateway.local",
+    "qbridge.service.admission",
+    "qbridge.solvers.pool",
     "qbridge.bus.follower",
 )
 

@@ -10,10 +10,9 @@ from typing import Any
 
 import pytest
 
-from gateway.admission import Admission, OverloadedError
+from gateway.admission import Admission
 from gateway.errors import CallerGoneError, NotFoundError
 from gateway.jobs import JobFactory, PermissionDeniedError
-from gateway.local import LocalSolverPool, better, instant_outcome
 from gateway.solve import (
     DeadlinePolicy,
     SolveCoordinator,
@@ -36,8 +35,10 @@ from qbridge.errors import InvalidProblemError
 from qbridge.problems.limits import Limits
 from qbridge.problems.registry import problem_from_dict
 from qbridge.results.read import StoredJob, decode_page_token, encode_page_token
-from qbridge.samples import sample_mix
+from qbridge.service.admission import OverloadedError
 from qbridge.service.auth import Authenticator, UnauthenticatedError, api_key
+from qbridge.solvers.pool import LocalSolverPool
+from qbridge.solvers.portfolio import instant_outcome
 from qbridge.topics import DEAD_LETTERS, JOB_OUTCOMES, JOB_STATUS
 from qbridge.validation.accept import RequestBounds, job_id_for
 
@@ -381,29 +382,7 @@ def test_hub_memory_is_bounded_but_keeps_watched_jobs() -> None:
     h.unsubscribe(sub)
 
 
-# --- local answers -------------------------------------------------------------------------
-
-
-def test_instant_answer_then_the_portfolio_in_the_pool() -> None:
-    p = problem_from_dict(
-        "knapsack", {"values": [3.0, 4.0, 5.0], "weights": [2, 3, 4], "capacity": 5}
-    )
-    h = instant_outcome(p, 1)
-    assert h is not None and h.best.feasible and h.provenance.solver == "greedy"
-    for label, problem, _ in sample_mix():
-        t0 = time.perf_counter()
-        inst = instant_outcome(problem, 1)
-        assert inst is not None and inst.best.feasible, label
-        assert time.perf_counter() - t0 < 0.05, label  # instant: no search
-    pool = LocalSolverPool(workers=1)
-    try:
-        task = pool.submit(p, 1, time.monotonic() + 1.0)
-        assert task is not None and task.done.wait(5)
-        assert task.outcome is not None and task.outcome.quality.proven_optimal
-        assert better(p, h, task.outcome) is task.outcome  # ties go to the second (richer)
-        assert task.outcome.best.objective == 7.0
-    finally:
-        pool.close()
+# --- the gateway's own answer --------------------------------------------------------------
 
 
 def test_a_better_local_answer_replaces_a_classical_pipeline_answer_only() -> None:
@@ -418,39 +397,6 @@ def test_a_better_local_answer_replaces_a_classical_pipeline_answer_only() -> No
     worse = dict(outcome("j", route="classical"))
     worse["solution"] = {**worse["solution"], "objective": 9.0}
     assert not beats_pipeline(p, local, worse)  # a tie keeps the pipeline's answer
-
-
-def test_pool_is_deadline_ordered_bounded_and_drops_stale_work() -> None:
-    p = problem_from_dict("maxcut", {"num_nodes": 3, "edges": [[0, 1, 1.0], [1, 2, 1.0]]})
-    pool = LocalSolverPool(workers=1, queue_limit=2)
-    gate = threading.Event()
-    order: list[float] = []
-    solver = pool._workers[0].solver
-    assert solver is not None
-    real = solver.run
-
-    def slow_run(problem: Any, budget: Any, emit: Any = None) -> Any:
-        gate.wait(5)
-        order.append(budget.time_limit_s)
-        return real(problem, budget, emit)
-
-    solver.run = slow_run  # type: ignore[method-assign]
-    try:
-        now = time.monotonic()
-        first = pool.submit(p, 1, now + 10)  # taken by the worker at once, blocks on the gate
-        time.sleep(0.05)
-        late = pool.submit(p, 1, now + 8)
-        early = pool.submit(p, 1, now + 3)
-        assert pool.submit(p, 1, now + 4) is None  # queue full
-        assert pool.submit(p, 1, now + 0.001) is None  # no useful time left
-        assert first and late and early
-        late.cancel()
-        gate.set()
-        assert early.done.wait(10) and late.done.wait(10)
-        assert early.outcome is not None and late.outcome is None  # cancelled: never started
-        assert len(order) == 2
-    finally:
-        pool.close()
 
 
 # --- admission -----------------------------------------------------------------------------

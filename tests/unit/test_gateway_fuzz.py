@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.jobs import JobFactory
-from gateway.service import error_status
+from gateway.service import ERRORS
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.problems.limits import Limits
@@ -160,7 +160,7 @@ def _outcome(problem: pb.Problem, opts: pb.JobOptions, timeout_ms: int) -> None:
     try:
         JOBS.prepare("fuzz", problem, opts, timeout_ms=timeout_ms, call="submit")
     except Exception as exc:
-        code, _message, detail = error_status(exc)
+        code, _message, detail = ERRORS.status(exc)
         assert code in TYPED, f"{type(exc).__name__}: {exc!r} would be {code.name}"
         if code is grpc.StatusCode.INVALID_ARGUMENT:
             assert detail.field, f"no field in {exc!r}"

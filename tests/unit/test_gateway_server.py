@@ -25,10 +25,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from gateway.admission import Admission
 from gateway.config import GatewaySettings
+from gateway.guard import GATEWAY_SERVICE_NAME, gateway_guard
 from gateway.jobs import JobFactory
-from gateway.local import LocalSolverPool
-from gateway.server import GATEWAY_SERVICE_NAME, make_grpc_server, make_guard
-from gateway.service import ERROR_DETAIL_KEY, JOB_ID_KEY, GatewayService
+from gateway.server import make_grpc_server
+from gateway.service import JOB_ID_KEY, GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
 from gateway.tracking import JobTracker
 from qbridge.bus.follower import EventHub
@@ -38,6 +38,8 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.problems.limits import Limits
 from qbridge.results.read import StoredJob
 from qbridge.service.auth import Authenticator
+from qbridge.service.grpc_errors import ERROR_DETAIL_KEY
+from qbridge.solvers.pool import LocalSolverPool
 from qbridge.topics import JOB_OUTCOMES, JOB_STATUS
 from qbridge.validation.accept import RequestBounds
 from tests.unit.test_gateway import FakePublisher, FakeReader, maxcut_msg, outcome, transition
@@ -106,7 +108,7 @@ class Gateway:
             ),
             self.admission,
         )
-        self.guard = make_guard(s, auth)
+        self.guard = gateway_guard(s, auth)
         self.health = health.HealthServicer()
         self.server, self.port = make_grpc_server(s, self.service, self.health, self.guard)
         self.server.start()

@@ -60,7 +60,7 @@ class ProblemLimitsSettings(BaseSettings):
     max_jobshop_operations: int | None = _LIMITS.max_jobshop_operations
     max_jobshop_horizon: int | None = _LIMITS.max_jobshop_horizon
     max_knapsack_capacity: int | None = _LIMITS.max_knapsack_capacity
-    max_request_bytes: int = MAX_REQUEST_BYTES
+    max_request_bytes: int = Field(default=MAX_REQUEST_BYTES, ge=1024)
 
     def limits(self) -> Limits:
         """The problem size limits."""

@@ -8,20 +8,28 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
 from qbridge.bus import KafkaSettings
+from qbridge.service.admission import AdmissionSettings
 from qbridge.service.grpc_server import GrpcServerSettings
 from qbridge.service.settings import (
     ProblemLimitsSettings,
     RequestBoundsSettings,
     ServiceSettings,
 )
+from qbridge.topics import MAX_REQUEST_BYTES
 
 
 class GatewaySettings(
-    ServiceSettings, ProblemLimitsSettings, RequestBoundsSettings, GrpcServerSettings
+    ServiceSettings,
+    ProblemLimitsSettings,
+    RequestBoundsSettings,
+    GrpcServerSettings,
+    AdmissionSettings,
 ):
     """Everything the gateway reads from its environment.
 
-    The gRPC listener (``QBRIDGE_GRPC_PORT``, TLS files...) is :class:`GrpcServerSettings`;
+    The gRPC listener (``QBRIDGE_GRPC_PORT``, TLS files...) is :class:`GrpcServerSettings`,
+    the tenants' call rates and the Solve gate (``QBRIDGE_TENANT_RATES``,
+    ``QBRIDGE_MAX_INFLIGHT_SOLVES``...) are :class:`AdmissionSettings`;
     each Solve and each WatchJob holds one of its ``grpc_workers``, and the default
     ``max_concurrent_rpcs`` leaves room for ``max_inflight_solves`` + ``max_watchers`` +
     short calls.
@@ -54,22 +62,9 @@ class GatewaySettings(
             heuristic answer is computed.
         local_max_budget_ms: Longest local run of the classical portfolio (the gateway's
             own answer); the rest of a longer deadline is not used locally.
-        max_inflight_solves: Solve calls in flight at most (RESOURCE_EXHAUSTED beyond; the
-            adaptive gate's ceiling).
         tenant_max_inflight: Solve calls in flight per tenant at most (0 = no limit).
         max_watchers: Concurrent WatchJob streams at most (all tenants).
         tenant_max_watchers: Concurrent WatchJob streams per tenant at most (0 = no limit).
-        tenant_rates: Calls per second per tenant by method (token buckets checked before a
-            request is read; a method left out or at 0 is not limited), e.g.
-            ``QBRIDGE_TENANT_RATES='{"Solve": 20, "Submit": 50}'``.
-        tenant_burst_s: Seconds of calls a tenant's bucket holds (burst = rate x this).
-        solve_min_limit: Solve calls admitted at once at least (the adaptive gate's floor).
-        solve_initial_limit: Solve calls admitted at once at start.
-        solve_late_ms: An admitted Solve answered later than its deadline + this cuts the
-            number admitted at once (multiplicatively); on-time answers raise it again.
-        max_request_bytes: Byte budget of one request as the pipeline carries it (the
-            encoded ``ProblemRequest``; intake's ``QBRIDGE_MAX_REQUEST_BYTES``): larger
-            requests are INVALID_ARGUMENT "too large".
         grpc_max_receive_bytes: Largest gRPC message received (RESOURCE_EXHAUSTED beyond,
             before it is buffered or parsed): twice the byte budget, since the protobuf
             or JSON form of a problem is larger than its Avro form.
@@ -81,7 +76,9 @@ class GatewaySettings(
         watch_unknown_timeout_s: A watched job that never reaches the store ends the
             stream with DEADLINE_EXCEEDED after this long without any event.
         recent_jobs: Jobs whose live events are kept in memory (fan-out and gap filling).
-        limits: Size limits, shared with intake (:class:`ProblemLimitsSettings`).
+        limits: Size limits and the byte budget of one request as the pipeline carries
+            it (``QBRIDGE_MAX_REQUEST_BYTES``: larger requests are INVALID_ARGUMENT "too
+            large"), shared with intake (:class:`ProblemLimitsSettings`).
         kafka: Kafka connection settings (``KAFKA_*``).
     """
 
@@ -122,25 +119,10 @@ class GatewaySettings(
     local_queue_limit: int = Field(default=32, ge=0)
     local_max_budget_ms: int = Field(default=60_000, ge=0)
 
-    max_inflight_solves: int = Field(default=64, ge=1)
     tenant_max_inflight: int = Field(default=32, ge=0)
     max_watchers: int = Field(default=64, ge=1)
     tenant_max_watchers: int = Field(default=16, ge=0)
-    tenant_rates: dict[str, float] = Field(
-        default_factory=lambda: {
-            "Solve": 50.0,
-            "Submit": 100.0,
-            "GetJob": 200.0,
-            "ListJobs": 20.0,
-            "WatchJob": 20.0,
-        }
-    )
-    tenant_burst_s: float = Field(default=2.0, gt=0)
-    solve_min_limit: int = Field(default=2, ge=1)
-    solve_initial_limit: int = Field(default=8, ge=1)
-    solve_late_ms: float = Field(default=5.0, ge=0)
-    max_request_bytes: int = Field(default=921_600, ge=1024)
-    grpc_max_receive_bytes: int = Field(default=2 * 921_600, ge=1024)
+    grpc_max_receive_bytes: int = Field(default=2 * MAX_REQUEST_BYTES, ge=1024)
     low_priority_below: int = Field(default=3, ge=0, le=10)
     reject_low_priority_lag: int = 200
     reject_submit_lag: int = 5_000

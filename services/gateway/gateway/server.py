@@ -15,12 +15,11 @@ from dataclasses import replace
 import grpc
 from grpc_health.v1 import health
 
-from gateway.admission import EXECUTOR_GROUPS, Admission, SolveGate, TenantRateLimiter
+from gateway.admission import EXECUTOR_GROUPS, Admission
 from gateway.approvals import ApprovalDesk
 from gateway.config import GatewaySettings
-from gateway.guard import GatewayGuard
+from gateway.guard import GATEWAY_SERVICE_NAME, gateway_guard
 from gateway.jobs import JobFactory, JobPublisher
-from gateway.local import LocalSolverPool
 from gateway.service import GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
 from gateway.tracking import JobTracker
@@ -28,38 +27,25 @@ from qbridge.bus import BusProducer, ensure_topics
 from qbridge.bus.follower import EventHub
 from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts import AvroCodec, default_registry
-from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.metrics import CONSUMER_LAG
 from qbridge.results.read import JobReader
+from qbridge.samples import sample_mix
 from qbridge.service.auth import Authenticator
 from qbridge.service.grpc_server import bound_server, follow_readiness
+from qbridge.service.guard import CallGuard
+from qbridge.solvers.pool import LocalSolverPool
 
 logger = logging.getLogger(__name__)
 
 SERVICE = "gateway"
-GATEWAY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
-
-
-def make_guard(settings: GatewaySettings, auth: Authenticator) -> GatewayGuard:
-    """The interceptor checking key, tenant rate and Solve capacity before reading calls."""
-    return GatewayGuard(
-        auth,
-        TenantRateLimiter(settings.tenant_rates, burst_s=settings.tenant_burst_s),
-        SolveGate(
-            initial=settings.solve_initial_limit,
-            min_limit=settings.solve_min_limit,
-            max_limit=settings.max_inflight_solves,
-            late_ms=settings.solve_late_ms,
-        ),
-    )
 
 
 def make_grpc_server(
     settings: GatewaySettings,
     servicer: pb_grpc.GatewayServicer,
     health_servicer: health.HealthServicer,
-    guard: GatewayGuard | None = None,
+    guard: CallGuard | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound (not started) gRPC server with the Gateway, health (and reflection) services.
 
@@ -100,6 +86,7 @@ class GatewayServer:
             queue_limit=settings.local_queue_limit,
             max_budget_s=settings.local_max_budget_ms / 1000,
             mode=settings.local_mode,
+            warm_up_problems=[problem for _label, problem, _over in sample_mix(seed=1)],
         )
         self.admission = Admission(
             max_inflight=settings.max_inflight_solves,
@@ -148,7 +135,7 @@ class GatewayServer:
             default_timeout_ms=settings.default_timeout_ms,
             approvals=ApprovalDesk(tracker, self.producer),
         )
-        self.guard = make_guard(settings, self.auth)
+        self.guard = gateway_guard(settings, self.auth)
         self.health = health.HealthServicer()
         self.grpc: grpc.Server | None = None
         self.port = 0

@@ -1,9 +1,9 @@
 """The gRPC servicer: authentication, error mapping and metrics around the use cases.
 
 Every call of ``qbridge.gateway.v1.Gateway`` is authenticated from its metadata first.
-Typed errors become status codes; the message of an INVALID_ARGUMENT starts with the
-field path, and the trailing metadata ``qbridge-error-bin`` carries an
-:class:`ErrorDetail` (field, reason, error class, retry hint).
+Typed errors become status codes (:data:`ERRORS`, answered as
+:mod:`qbridge.service.grpc_errors` describes: the message of an INVALID_ARGUMENT starts
+with the field path, the trailing metadata carries an ``ErrorDetail`` and a retry hint).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import grpc
 from prometheus_client import Counter, Histogram
 
-from gateway.admission import Admission, OverloadedError
+from gateway.admission import Admission
 from gateway.approvals import ApprovalDesk, NotAwaitingApprovalError
 from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
 from gateway.jobs import JobFactory, JobPublisher, PermissionDeniedError
@@ -28,16 +28,17 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.errors import BusError, InvalidProblemError, StoreUnavailableError
 from qbridge.service import log_context
+from qbridge.service.admission import OverloadedError
 from qbridge.service.auth import (
     Authenticator,
     Caller,
     RoleRequiredError,
     UnauthenticatedError,
 )
+from qbridge.service.grpc_errors import ErrorCodes
 
 logger = logging.getLogger(__name__)
 
-ERROR_DETAIL_KEY = "qbridge-error-bin"
 JOB_ID_KEY = "qbridge-job-id"
 
 REQUESTS = Counter(
@@ -52,19 +53,21 @@ REQUEST_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 
-_ERRORS: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
-    (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
-    (InvalidProblemError, grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
-    (NotFoundError, grpc.StatusCode.NOT_FOUND, "not_found"),
-    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, "permission_denied"),
-    (RoleRequiredError, grpc.StatusCode.PERMISSION_DENIED, "permission_denied"),
-    (NotAwaitingApprovalError, grpc.StatusCode.FAILED_PRECONDITION, "not_awaiting_approval"),
-    (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded"),
-    (NoAnswerError, grpc.StatusCode.DEADLINE_EXCEEDED, "over_budget"),
-    (CallerGoneError, grpc.StatusCode.CANCELLED, "cancelled"),
-    (UnavailableError, grpc.StatusCode.UNAVAILABLE, "unavailable"),
-    (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE, "unavailable"),
-    (BusError, grpc.StatusCode.UNAVAILABLE, "unavailable"),
+ERRORS = ErrorCodes(
+    [
+        (UnauthenticatedError, grpc.StatusCode.UNAUTHENTICATED, "unauthenticated"),
+        (InvalidProblemError, grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
+        (NotFoundError, grpc.StatusCode.NOT_FOUND, "not_found"),
+        (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, "permission_denied"),
+        (RoleRequiredError, grpc.StatusCode.PERMISSION_DENIED, "permission_denied"),
+        (NotAwaitingApprovalError, grpc.StatusCode.FAILED_PRECONDITION, "not_awaiting_approval"),
+        (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded"),
+        (NoAnswerError, grpc.StatusCode.DEADLINE_EXCEEDED, "over_budget"),
+        (CallerGoneError, grpc.StatusCode.CANCELLED, "cancelled"),
+        (UnavailableError, grpc.StatusCode.UNAVAILABLE, "unavailable"),
+        (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE, "unavailable"),
+        (BusError, grpc.StatusCode.UNAVAILABLE, "unavailable"),
+    ]
 )
 
 
@@ -85,33 +88,14 @@ class _Call:
         self.context.send_initial_metadata(((JOB_ID_KEY, job_id),))
 
 
-def error_status(exc: BaseException) -> tuple[grpc.StatusCode, str, pb.ErrorDetail]:
-    """The status code, message and detail of an exception."""
-    for kind, code, error_class in _ERRORS:
-        if isinstance(exc, kind):
-            field = getattr(exc, "field", None) or ""
-            message = str(exc)
-            reason = (
-                message[len(field) + 2 :] if field and message.startswith(f"{field}: ") else message
-            )
-            detail = pb.ErrorDetail(
-                field=field,
-                reason=reason,
-                error_class=error_class,
-                retry_after_ms=getattr(exc, "retry_after_ms", 0),
-            )
-            return code, message, detail
-    return grpc.StatusCode.INTERNAL, "internal error", pb.ErrorDetail(error_class="defect")
-
-
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
-    code, message, detail = error_status(exc)
+    code, message, md = ERRORS.answer(exc)
     if code is grpc.StatusCode.INTERNAL:
         logger.error("%s failed", method, exc_info=exc)
     elif code is not grpc.StatusCode.CANCELLED:
         logger.info("%s -> %s: %s", method, code.name, message)
     REQUESTS.labels(method, code.name).inc()
-    context.set_trailing_metadata(((ERROR_DETAIL_KEY, detail.SerializeToString()),))
+    context.set_trailing_metadata(md)
     context.abort(code, message)
 
 

@@ -5,7 +5,7 @@ For every call the gateway, at once and in parallel:
 1. publishes the job to the pipeline with the caller's deadline (minus a reserve for
    the answer to travel back) as its timeout, and follows its events;
 2. computes an instant greedy answer, then runs the classical portfolio with the time
-   left on the local solver pool (see :mod:`gateway.local`), which reports each
+   left on the local solver pool (see :mod:`qbridge.solvers.pool`), which reports each
    improvement as it happens.
 
 It answers as soon as the pipeline's final outcome arrives with a feasible solution
@@ -33,7 +33,6 @@ from prometheus_client import Counter, Histogram
 from gateway.admission import Admission
 from gateway.errors import CallerGoneError, NoAnswerError
 from gateway.jobs import JobFactory, JobPublisher, PreparedJob
-from gateway.local import LOCAL_SOLVES, LocalSolverPool, LocalTask, better, instant_outcome
 from qbridge.bus.follower import EventHub, JobMemory
 from qbridge.contracts.convert import outcome_fields
 from qbridge.contracts.gateway_messages import STATUS_TO_PB, result_pb, usable
@@ -42,6 +41,8 @@ from qbridge.errors import InvalidProblemError
 from qbridge.problems.base import Problem
 from qbridge.results.read import JobReader
 from qbridge.solvers.base import Outcome
+from qbridge.solvers.pool import LOCAL_SOLVES, LocalSolverPool, LocalTask
+from qbridge.solvers.portfolio import better, instant_outcome
 
 logger = logging.getLogger(__name__)
 

@@ -12,12 +12,10 @@ not yet stored) is looked up in the store again until it appears.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from gateway.admission import OverloadedError
 from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
 from qbridge.bus.follower import EventHub, JobMemory
 from qbridge.contracts.gateway_messages import (
@@ -35,6 +33,7 @@ from qbridge.contracts.gateway_messages import (
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
 from qbridge.results.read import JobReader, StoredJob
+from qbridge.service.admission import TenantSlots
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +69,14 @@ class JobTracker:
         """
         self.reader = reader
         self.hub = hub
-        self.max_watchers = max_watchers
-        self.tenant_max_watchers = tenant_max_watchers
         self.unknown_timeout_s = unknown_timeout_s
-        self._watchers = 0
-        self._by_tenant: dict[str, int] = {}
-        self._lock = threading.Lock()
+        self.streams = TenantSlots(
+            "WatchJob streams open",
+            max_watchers,
+            tenant_max_watchers,
+            reason="watchers",
+            retry_after_ms=1000,
+        )
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -183,27 +184,8 @@ class JobTracker:
             NoAnswerError: The job never showed up in the pipeline.
             CallerGoneError: The caller cancelled.
         """
-        with self._lock:
-            if self._watchers >= self.max_watchers:
-                raise OverloadedError(f"{self._watchers} WatchJob streams open", 1000)
-            mine = self._by_tenant.get(tenant, 0)
-            if self.tenant_max_watchers and mine >= self.tenant_max_watchers:
-                raise OverloadedError(
-                    f"tenant has {mine} WatchJob streams open (limit {self.tenant_max_watchers})",
-                    1000,
-                )
-            self._watchers += 1
-            self._by_tenant[tenant] = mine + 1
-        try:
+        with self.streams.hold(tenant):
             yield from self._watch(tenant, request, active)
-        finally:
-            with self._lock:
-                self._watchers -= 1
-                left = self._by_tenant.get(tenant, 1) - 1
-                if left:
-                    self._by_tenant[tenant] = left
-                else:
-                    self._by_tenant.pop(tenant, None)
 
     def _watch(
         self, tenant: str, request: pb.WatchJobRequest, active: Callable[[], bool]

@@ -1,18 +1,21 @@
-"""The gateway's own classical answer: the hedge that makes Solve's deadline unconditional.
+"""Classical answers by a deadline: the instant answer, then the portfolio in a worker pool.
 
-The answers come from the classical portfolio (:mod:`qbridge.solvers.portfolio`, the
-same module as the classical executor and the orchestrator's last resort):
+The hedge that makes the gateway's Solve deadline unconditional, and the one home of
+the platform's quick classical answers. The answers come from the classical portfolio
+(:mod:`qbridge.solvers.portfolio`, the same module as the classical executor and the
+orchestrator's last resort):
 
 * an *instant* answer computed on the calling thread in about a millisecond
   (:func:`~qbridge.solvers.portfolio.instant_outcome`): a feasible answer exists at once,
   whatever the load;
 * then the anytime portfolio with the time left before the caller's deadline, in a
   small pool of worker *processes* (threads with ``mode="thread"``), so solver CPU never
-  competes with the gRPC threads for the GIL. Each improvement is sent back as soon as
-  it exists, so the caller holds the best answer so far whenever it must answer.
+  competes with the caller's threads (the gateway's gRPC threads) for the GIL. Each
+  improvement is sent back as soon as it exists, so the caller holds the best answer so
+  far whenever it must answer.
 
 Workers run at a lower CPU priority (nice :data:`WORKER_NICE`), so the hedge never
-slows the gateway or the pipeline it hedges. The pool is earliest-deadline-first and
+slows the process or the pipeline it hedges. The pool is earliest-deadline-first and
 bounded; work of callers who have gone, or whose deadline is too close to be useful, is
 dropped before it starts, and a worker that overruns a deadline grossly is replaced.
 """
@@ -27,7 +30,7 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any, Literal
@@ -35,7 +38,6 @@ from typing import Any, Literal
 from prometheus_client import Counter
 
 from qbridge.problems.base import Problem
-from qbridge.samples import sample_mix
 from qbridge.solvers.base import Budget, Outcome
 from qbridge.solvers.classical import CpSatSettings
 from qbridge.solvers.portfolio import (
@@ -47,8 +49,10 @@ from qbridge.solvers.portfolio import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LocalSolverPool", "LocalTask", "better", "instant_outcome", "solve_locally"]
+__all__ = ["LOCAL_SOLVES", "LocalSolverPool", "LocalTask", "solve_locally", "warm_up"]
 
+# The gateway is the pool's user: the series keeps its ``qbridge_gateway_`` name (existing
+# dashboards and queries refer to it).
 LOCAL_SOLVES = Counter(
     "qbridge_gateway_local_solves_total",
     "Gateway-local classical solves, by solver and result (ok, none, skipped, error, busy).",
@@ -87,21 +91,27 @@ def solve_locally(
         emit("done", None)
 
 
-def warm_up(solver: ClassicalPortfolio) -> float:
-    """Run the portfolio once per problem type (first calls are slow); returns seconds."""
+def warm_up(solver: ClassicalPortfolio, problems: Sequence[Problem]) -> float:
+    """Run the portfolio once on each of ``problems`` (first calls are slow); returns seconds.
+
+    One small problem per type is enough: what is slow the first time is loading each
+    type's code paths (CP-SAT models, native heuristics), not solving.
+    """
     started = time.perf_counter()
-    for _label, problem, _over in sample_mix(seed=1):
+    for problem in problems:
         instant_outcome(problem, 1)
         solve_locally(solver, problem, 1, 0.05, lambda _k, _v: None)
     return time.perf_counter() - started
 
 
-def _worker_main(conn: Connection, settings: PortfolioSettings) -> None:  # pragma: no cover
+def _worker_main(
+    conn: Connection, settings: PortfolioSettings, problems: Sequence[Problem]
+) -> None:  # pragma: no cover
     """Body of a worker process: warm up, then serve tasks until told to stop."""
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
     solver = ClassicalPortfolio(settings)
-    warm_up(solver)
+    warm_up(solver, problems)
     conn.send(("ready", None))
     while True:
         try:
@@ -147,9 +157,15 @@ class LocalTask:
 class _Worker:
     """Runs tasks in this process (threads) or in a child process."""
 
-    def __init__(self, mode: Literal["process", "thread"], settings: PortfolioSettings) -> None:
+    def __init__(
+        self,
+        mode: Literal["process", "thread"],
+        settings: PortfolioSettings,
+        warm_up_problems: Sequence[Problem],
+    ) -> None:
         self.mode = mode
         self.settings = settings
+        self.warm_up_problems = warm_up_problems
         self.solver = ClassicalPortfolio(settings) if mode == "thread" else None
         self.proc: Any = None
         self.conn: Connection | None = None
@@ -160,7 +176,10 @@ class _Worker:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         self.proc = ctx.Process(
-            target=_worker_main, args=(child, self.settings), name="gateway-local", daemon=True
+            target=_worker_main,
+            args=(child, self.settings, self.warm_up_problems),
+            name="local-solver",
+            daemon=True,
         )
         self.proc.start()
         child.close()
@@ -222,6 +241,7 @@ class LocalSolverPool:
         max_budget_s: float = 60.0,
         settings: PortfolioSettings | None = None,
         mode: Literal["process", "thread"] = "thread",
+        warm_up_problems: Sequence[Problem] = (),
     ) -> None:
         """Start ``workers`` workers (processes start in the background; see :meth:`wait_ready`).
 
@@ -231,6 +251,8 @@ class LocalSolverPool:
             max_budget_s: Longest local run (the rest of a longer deadline is not used).
             settings: Portfolio settings (CP-SAT with a small reserve by default).
             mode: ``process`` (separate processes: no GIL contention) or ``thread``.
+            warm_up_problems: Solved once by each worker before it is ready (see
+                :func:`warm_up`; e.g. :func:`qbridge.samples.sample_mix`'s problems).
         """
         self.queue_limit = queue_limit
         self.max_budget_s = max_budget_s
@@ -240,7 +262,10 @@ class LocalSolverPool:
         self._cond = threading.Condition()
         self._seq = itertools.count()
         self._closed = False
-        self._workers = [_Worker(mode, self.settings) for _ in range(workers)]
+        self.warm_up_problems = tuple(warm_up_problems)
+        self._workers = [
+            _Worker(mode, self.settings, self.warm_up_problems) for _ in range(workers)
+        ]
         for w in self._workers:
             w.start()
         self._threads = [
@@ -255,7 +280,7 @@ class LocalSolverPool:
         started = time.monotonic()
         if self.mode == "thread":
             assert self._workers[0].solver is not None
-            warm_up(self._workers[0].solver)
+            warm_up(self._workers[0].solver, self.warm_up_problems)
         with self._cond:
             pending = [w for w in self._workers if w.conn is not None]
         for w in pending:

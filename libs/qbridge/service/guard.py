@@ -1,0 +1,149 @@
+"""A gRPC server interceptor that admits calls from their metadata, before a request is read.
+
+For every call of the guarded service (others, such as health and reflection, pass
+through), from the call's metadata only:
+
+1. the API key is checked (:class:`~qbridge.service.auth.UnauthenticatedError`);
+2. the tenant's token bucket for the method is charged
+   (:class:`~qbridge.service.admission.TenantRateLimiter`);
+3. a call of the gated method takes a place in the
+   :class:`~qbridge.service.admission.SolveGate` before its request is read (refused
+   at once if full), given back with how late it answered.
+
+A refused call is answered by a handler that never reads the request: gRPC core does
+not buffer it past the flow-control window and nothing deserializes it. How a refusal
+is told to the caller (status code, message, trailing metadata) is the service's
+:data:`Refusal` function.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+
+from qbridge.service.admission import OverloadedError, SolveGate, TenantRateLimiter
+from qbridge.service.auth import Authenticator, UnauthenticatedError
+
+logger = logging.getLogger(__name__)
+
+Refusal = Callable[[BaseException, str], tuple[grpc.StatusCode, str, Sequence[tuple[str, Any]]]]
+"""``(error, method) -> (code, message, trailing metadata)`` of a refused call."""
+Lateness = Callable[[Any, float], float | None]
+"""``(response, elapsed_ms) -> ms past the call's deadline`` (None: not a timed answer)."""
+
+
+def _refusing_handler(
+    handler: grpc.RpcMethodHandler | None, code: grpc.StatusCode, message: str, md: Any
+) -> grpc.RpcMethodHandler:
+    """A handler answering ``code`` without ever reading the request."""
+
+    def abort(_requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+        context.set_trailing_metadata(md)
+        context.abort(code, message)
+
+    # Request-streaming handlers get a lazy iterator: refusing without touching it
+    # means the request is never received into memory nor deserialized.
+    if handler is not None and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort)
+    return grpc.stream_unary_rpc_method_handler(abort)
+
+
+class CallGuard(grpc.ServerInterceptor):
+    """Authenticates, rate-limits and admits calls from their metadata alone."""
+
+    def __init__(
+        self,
+        service: str,
+        auth: Authenticator,
+        refusal: Refusal,
+        limiter: TenantRateLimiter | None = None,
+        gate: SolveGate | None = None,
+        *,
+        gated_method: str = "Solve",
+        lateness: Lateness = lambda _response, _elapsed_ms: None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Guard the calls of one service.
+
+        Args:
+            service: Full name of the guarded service (``qbridge.gateway.v1.Gateway``).
+            auth: Checks the API key.
+            refusal: Status, message and trailing metadata of a refused call.
+            limiter: The tenants' token buckets by method (None: no rate limit).
+            gate: The gate calls of ``gated_method`` pass (a unary method).
+            gated_method: Method name (without the service) the gate applies to.
+            lateness: How late a response of the gated method answered (adapts the gate).
+            clock: Monotonic seconds.
+        """
+        self.prefix = f"/{service}/"
+        self.auth = auth
+        self.refusal = refusal
+        self.limiter = limiter
+        self.gate = gate
+        self.gated_method = gated_method
+        self.lateness = lateness
+        self.clock = clock
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        """See the module docstring."""
+        full = handler_call_details.method
+        if not full.startswith(self.prefix):
+            return continuation(handler_call_details)
+        method = full[len(self.prefix) :]
+        handler = continuation(handler_call_details)
+        try:
+            tenant = self.auth.tenant(handler_call_details.invocation_metadata)
+            if self.limiter is not None:
+                self.limiter.take(tenant, method)
+            if method == self.gated_method and self.gate is not None and handler is not None:
+                return self._gated(handler, method)
+        except (UnauthenticatedError, OverloadedError) as exc:
+            logger.info("%s refused before reading: %s", method, exc)
+            return _refusing_handler(handler, *self.refusal(exc, method))
+        return handler
+
+    def _gated(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """``handler`` (unary) holding a gate place while it runs.
+
+        Served as request-streaming (wire-compatible with a unary call), so the behavior
+        starts when the call arrives: the place is taken, or the call refused, before the
+        request is read; the place is given back with how late the answer was, whatever
+        happens (a request that never arrives or does not parse included).
+        """
+        gate = self.gate
+        assert gate is not None and handler.unary_unary is not None
+        behavior = handler.unary_unary
+        clock, refusal, lateness = self.clock, self.refusal, self.lateness
+
+        def gated(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
+            started = clock()
+            try:
+                gate.enter()
+            except OverloadedError as exc:
+                code, message, md = refusal(exc, method)
+                context.set_trailing_metadata(md)
+                context.abort(code, message)
+            late: float | None = None
+            try:
+                request = next(requests, None)
+                if request is None:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no request message")
+                response = behavior(request, context)
+                late = lateness(response, (clock() - started) * 1000.0)
+                return response
+            finally:
+                gate.leave(duration_s=clock() - started, lateness_ms=late)
+
+        return grpc.stream_unary_rpc_method_handler(
+            gated,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

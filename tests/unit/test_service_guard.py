@@ -1,0 +1,115 @@
+"""The call guard as an interceptor, without a server: what it hands gRPC for each call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import pytest
+
+from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
+from qbridge.service.admission import SolveGate
+from qbridge.service.auth import Authenticator
+from qbridge.service.guard import CallGuard
+from tests.unit.test_admission import Clock
+
+SERVICE = "qbridge.gateway.v1.Gateway"
+SOLVE = f"/{SERVICE}/Solve"
+
+
+def refusal(exc: BaseException, method: str) -> tuple[grpc.StatusCode, str, list[tuple[str, Any]]]:
+    """Every refusal as PERMISSION_DENIED naming the error (the service chooses)."""
+    return grpc.StatusCode.PERMISSION_DENIED, str(exc), [("why", type(exc).__name__)]
+
+
+class Details(grpc.HandlerCallDetails):
+    def __init__(self, md: tuple[tuple[str, str], ...], method: str = SOLVE) -> None:
+        self.method = method
+        self.invocation_metadata = md
+
+
+class Aborted(Exception):
+    pass
+
+
+class Context:
+    """The parts of a servicer context the guard's handlers use."""
+
+    def __init__(self) -> None:
+        self.trailing: Any = None
+
+    def set_trailing_metadata(self, md: Any) -> None:
+        self.trailing = md
+
+    def abort(self, code: grpc.StatusCode, message: str) -> None:
+        raise Aborted(code, message)
+
+
+def test_guard_refuses_unauthenticated_calls_with_a_handler_that_never_reads() -> None:
+    parsed: list[bytes] = []
+
+    def deserialize(data: bytes) -> Any:
+        parsed.append(data)
+        return pb.SolveRequest.FromString(data)
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        lambda req, ctx: pb.SolveResponse(), request_deserializer=deserialize
+    )
+    guard = CallGuard(SERVICE, Authenticator({"k": "t"}), refusal)
+    refused = guard.intercept_service(lambda d: handler, Details((("x-api-key", "bad"),)))
+    assert refused is not None and refused is not handler
+    # A request-streaming handler without a deserializer: gRPC hands it a lazy iterator
+    # it never advances, so the request is neither received into memory nor parsed.
+    assert refused.request_streaming and refused.request_deserializer is None
+    assert refused.unary_unary is None and refused.stream_unary is not None
+    context = Context()
+    with pytest.raises(Aborted) as err:
+        refused.stream_unary(iter(()), context)
+    assert err.value.args[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert context.trailing == [("why", "UnauthenticatedError")]
+    assert parsed == []
+    admitted = guard.intercept_service(lambda d: handler, Details((("x-api-key", "k"),)))
+    assert admitted is handler
+    other = grpc.unary_unary_rpc_method_handler(lambda req, ctx: None)
+    health = Details((), method="/grpc.health.v1.Health/Check")
+    assert guard.intercept_service(lambda d: other, health) is other  # not guarded
+
+
+def test_the_gated_method_holds_a_place_until_it_answered_and_reports_lateness() -> None:
+    clock = Clock()
+    gate = SolveGate(initial=1, min_limit=1, max_limit=1, clock=clock)
+    seen: list[tuple[int, float]] = []
+
+    def solve(request: pb.SolveRequest, context: Any) -> pb.SolveResponse:
+        assert gate.inflight == 1  # the place is held while the call runs
+        clock.now += 0.25
+        return pb.SolveResponse(deadline_ms=request.deadline_ms)
+
+    def lateness(response: Any, elapsed_ms: float) -> float | None:
+        seen.append((response.deadline_ms, elapsed_ms))
+        return elapsed_ms - response.deadline_ms
+
+    guard = CallGuard(
+        SERVICE, Authenticator({"k": "t"}), refusal, gate=gate, lateness=lateness, clock=clock
+    )
+    handler = grpc.unary_unary_rpc_method_handler(solve)
+    gated = guard.intercept_service(lambda d: handler, Details((("x-api-key", "k"),)))
+    assert gated is not None and gated.stream_unary is not None
+    requests: Iterator[pb.SolveRequest] = iter([pb.SolveRequest(deadline_ms=100)])
+    answer = gated.stream_unary(requests, Context())
+    assert answer.deadline_ms == 100 and seen == [(100, 250.0)]
+    assert gate.inflight == 0
+
+    gate.enter()  # full: the next call is refused before its request is read
+    unread = iter([pb.SolveRequest(deadline_ms=100)])
+    context = Context()
+    with pytest.raises(Aborted) as err:
+        gated.stream_unary(unread, context)
+    assert err.value.args[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert context.trailing == [("why", "OverloadedError")]
+    assert next(unread).deadline_ms == 100  # never taken from the stream
+    gate.leave(duration_s=0.1, lateness_ms=None)
+    with pytest.raises(Aborted):  # no request at all: refused, the place is given back
+        gated.stream_unary(iter(()), Context())
+    assert gate.inflight == 0
