@@ -32,8 +32,10 @@ class FakeProducer:
     def send(self, topic: Any, value: dict[str, Any], key: Any = None, headers: Any = None) -> None:
         self.sent.append((topic, value, key))
 
-    def flush(self, timeout: float | None = None) -> int:
-        return 0
+    def send_and_wait(
+        self, topic: Any, value: dict[str, Any], key: Any = None, headers: Any = None, **_: Any
+    ) -> None:
+        self.send(topic, value, key, headers)
 
 
 AUTH = Authenticator({"boss": "acme", "user": "acme"}, {"boss": [APPROVER]})

@@ -7,6 +7,7 @@ the DLQ publisher is exercised with a producer double that records what it was g
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -20,6 +21,7 @@ from qbridge.bus.dlq import DLQ_TRUNCATED
 from qbridge.contracts import AvroCodec
 from qbridge.errors import (
     CodecError,
+    DeliveryError,
     ErrorClass,
     MessageTooLargeError,
     ProducerQueueFullError,
@@ -27,6 +29,7 @@ from qbridge.errors import (
 )
 from qbridge.service.settings import ProblemLimitsSettings
 from qbridge.topics import (
+    APPROVALS,
     MAX_REQUEST_BYTES,
     MESSAGE_MAX_BYTES,
     TOPIC_MAX_MESSAGE_BYTES,
@@ -176,3 +179,35 @@ def test_storing_an_offset_of_a_revoked_partition_does_not_crash(codec: AvroCode
 
 def _raise_other(**kwargs: Any) -> None:
     raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "other"))
+
+
+def _decision() -> dict[str, Any]:
+    return {
+        "decision_id": "d1",
+        "job_id": "j1",
+        "decision": "approve",
+        "reviewer": "acme/key-1",
+        "reviewer_tenant": "acme",
+        "comment": "",
+        "correlation_id": "c1",
+        "decided_at": datetime.now(UTC),
+    }
+
+
+def test_send_and_wait_reports_its_own_failure_and_no_other(codec: AvroCodec) -> None:
+    # Nothing listens on the port: librdkafka gives up on each message after 300 ms.
+    producer = _producer(codec, **{"message.timeout.ms": 300})
+    with pytest.raises(DeliveryError, match=r"qbridge\.approvals\.v1: not delivered"):
+        producer.send_and_wait(APPROVALS, _decision(), key="j1", timeout_s=10)
+    # that failure was this call's: a later flush (another caller's) does not inherit it
+    producer.flush(5)
+    # an unowned message's failure is still raised by the flush that follows it
+    producer.send(APPROVALS, _decision(), key="j1")
+    with pytest.raises(DeliveryError, match="not delivered"):
+        producer.flush(5)
+
+
+def test_send_and_wait_gives_up_after_its_timeout(codec: AvroCodec) -> None:
+    producer = _producer(codec, **{"message.timeout.ms": 60_000})
+    with pytest.raises(DeliveryError, match=r"not acknowledged by Kafka within 0\.3s"):
+        producer.send_and_wait(APPROVALS, _decision(), key="j1", timeout_s=0.3)

@@ -92,8 +92,9 @@ class BusProducer:
     ) -> None:
         """Encode ``value`` with the topic's schema and produce it.
 
-        ``on_delivery`` is also told this message's own delivery result (a caller
-        waiting for one message must not read another's failure).
+        ``on_delivery`` takes over this message's own delivery result (a caller waiting
+        for one message must not read another's failure): its failure is the callback's,
+        not raised by a later :meth:`flush`.
 
         Raises:
             CodecError: ``value`` does not match the schema.
@@ -123,7 +124,8 @@ class BusProducer:
             key: Message key.
             headers: Kafka headers.
             deadline_s: How long to wait for room while the local queue is full.
-            on_delivery: Also called with this message's delivery report (per-call results).
+            on_delivery: Takes this message's delivery report (per-call results; a
+                failure is then not raised by :meth:`flush`).
 
         Raises:
             MessageTooLargeError: The message exceeds ``message.max.bytes`` (never retry it).
@@ -135,7 +137,10 @@ class BusProducer:
         if on_delivery is not None:
 
             def report(err: KafkaError | None, msg: Message) -> None:
-                self._on_delivery(err, msg)
+                if err is None:
+                    self._on_delivery(err, msg)
+                else:
+                    logger.warning("delivery failed: %s: %s", msg.topic(), err.str())
                 on_delivery(err, msg)
 
         while True:
@@ -166,6 +171,45 @@ class BusProducer:
                     ) from exc
                 raise BusError(f"producing to {topic} failed: {exc}") from exc
         self._producer.poll(0)
+
+    def send_and_wait(
+        self,
+        topic: TopicSpec,
+        value: Mapping[str, Any],
+        key: str | bytes | None = None,
+        headers: Sequence[tuple[str, bytes]] | None = None,
+        *,
+        timeout_s: float,
+    ) -> None:
+        """:meth:`send` one record and wait for the broker's acknowledgement of it alone.
+
+        Unlike :meth:`flush`, neither other callers' pending messages nor their failures
+        delay or fail this call (request handlers share one producer).
+
+        Raises:
+            CodecError: ``value`` does not match the schema.
+            DeliveryError: This record failed, or was not acknowledged within ``timeout_s``.
+            BusError: It could not be produced at all (see :meth:`send_raw`).
+        """
+        done = threading.Event()
+        failure: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failure.append(err.str())
+            done.set()
+
+        self.send(topic, value, key, headers, on_delivery=on_delivery)
+        deadline = time.monotonic() + timeout_s
+        while not done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeliveryError(
+                    f"{topic.name}: not acknowledged by Kafka within {timeout_s:.1f}s"
+                )
+            self._producer.poll(min(left, 0.05))
+        if failure:
+            raise DeliveryError(f"{topic.name}: not delivered: {failure[0]}")
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports for at most ``timeout`` seconds."""

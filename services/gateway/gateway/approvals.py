@@ -75,8 +75,9 @@ class ApprovalDesk:
             "decided_at": now,
         }
         headers = h.to_list({h.CORRELATION_ID: correlation_id, h.JOB_ID: request.job_id})
-        self.producer.send(APPROVALS, value, key=request.job_id, headers=headers)
-        self.producer.flush(self.flush_timeout_s)
+        self.producer.send_and_wait(
+            APPROVALS, value, key=request.job_id, headers=headers, timeout_s=self.flush_timeout_s
+        )
         logger.info("job %s: %s by %s", request.job_id, decision, caller.identity)
         response = pb.ApprovalResponse(
             decision_id=decision_id,

@@ -9,8 +9,7 @@ the same key map to the same job.
 from __future__ import annotations
 
 import functools
-import threading
-import time
+import logging
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -35,6 +34,8 @@ BACKEND_TAG = "backend"
 """Tag carrying a requested quantum backend to the orchestrator."""
 SOURCE_TAG = "qbridge.source"
 CALL_TAG = "qbridge.gateway-call"
+
+logger = logging.getLogger(__name__)
 
 
 class PermissionDeniedError(QBridgeError):
@@ -268,30 +269,20 @@ class JobPublisher:
                 h.JOB_ID: job.job_id,
             }
         )
-        delivered = threading.Event()
-        failure: list[str] = []
-
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failure.append(err.str())
-            delivered.set()
-
-        self.producer.send(
-            PROBLEM_REQUESTS,
-            job.request,
-            key=f"{job.tenant}:{job.idempotency_key}",
-            headers=headers,
-            on_delivery=on_delivery if flush_timeout_s is not None else None,
-        )
+        key = f"{job.tenant}:{job.idempotency_key}"
         if flush_timeout_s is None:
+
+            def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+                if err is not None:  # the caller already has the gateway's local answer
+                    logger.warning("Solve job %s not delivered: %s", job.job_id, err.str())
+
+            self.producer.send(
+                PROBLEM_REQUESTS, job.request, key=key, headers=headers, on_delivery=on_delivery
+            )
             return
-        deadline = time.monotonic() + flush_timeout_s
-        while not delivered.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise DeliveryError(
-                    f"job {job.job_id} not acknowledged by Kafka within {flush_timeout_s:.1f}s"
-                )
-            self.producer.poll(min(left, 0.05))
-        if failure:
-            raise DeliveryError(f"job {job.job_id} not delivered: {failure[0]}")
+        try:
+            self.producer.send_and_wait(
+                PROBLEM_REQUESTS, job.request, key=key, headers=headers, timeout_s=flush_timeout_s
+            )
+        except DeliveryError as exc:
+            raise DeliveryError(f"job {job.job_id}: {exc}") from exc
