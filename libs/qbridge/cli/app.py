@@ -29,6 +29,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict, MessageToJson
 
 from qbridge.cli.files import ProblemFileError, load, options_message, problem_message
+from qbridge.contracts.gateway_messages import progress_text
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.status import JobStatus
@@ -104,6 +105,21 @@ def _assignment(values: Sequence[int], limit: int = 64) -> str:
         "".join(str(v) for v in values) if all(v in (0, 1) for v in values) else str(list(values))
     )
     return text if len(values) <= limit else f"{text[:limit]}... ({len(values)} values)"
+
+
+def render_progress(p: pb.Progress, out: TextIO) -> None:
+    """Print the progress of a job's variational run (one line)."""
+    text = progress_text(
+        phase=p.phase,
+        iteration=p.iteration,
+        max_iterations=p.max_iterations,
+        best_energy=p.best_energy if p.HasField("best_energy") else None,
+        resumed_from_iteration=(
+            p.resumed_from_iteration if p.HasField("resumed_from_iteration") else None
+        ),
+        backend_calls=p.backend_calls,
+    )
+    print(f"progress   {text} [attempt {p.attempt} on {p.backend or '-'}]", file=out)
 
 
 def render_result(result: pb.Result, out: TextIO) -> None:
@@ -366,6 +382,8 @@ def cmd_get(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) 
             f"{obj} {a.duration_ms:.0f} ms{err_text}",
             file=out,
         )
+    if job.HasField("progress"):
+        render_progress(job.progress, out)
     if job.HasField("result"):
         render_result(job.result, out)
     else:

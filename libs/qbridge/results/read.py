@@ -31,8 +31,13 @@ SELECT j.job_id, j.tenant, j.problem_type, j.status, j.route, j.idempotency_key,
        s.route AS o_route, s.assignment AS o_assignment, s.objective AS o_objective,
        s.feasible AS o_feasible, s.frequency AS o_frequency, s.proven_optimal, s.bound,
        s.gap, s.expected_objective, s.confidence, s.quantum_classical_gap,
-       s.attempts AS o_attempts, s.provenance AS o_provenance, s.completed_at AS o_completed_at
-FROM jobs j LEFT JOIN solutions s USING (job_id)
+       s.attempts AS o_attempts, s.provenance AS o_provenance, s.completed_at AS o_completed_at,
+       p.phase AS p_phase, p.attempt AS p_attempt, p.backend AS p_backend,
+       p.iteration AS p_iteration, p.max_iterations AS p_max_iterations,
+       p.best_energy AS p_best_energy, p.resumed_from_iteration AS p_resumed_from_iteration,
+       p.backend_calls AS p_backend_calls, p.shots_used AS p_shots_used,
+       p.run_started_at AS p_run_started_at, p.emitted_at AS p_emitted_at
+FROM jobs j LEFT JOIN solutions s USING (job_id) LEFT JOIN job_progress p USING (job_id)
 WHERE j.job_id = %s
 """
 
@@ -107,7 +112,11 @@ def recent_results(
 
 @dataclass(frozen=True)
 class StoredJob:
-    """A job as stored: its row, its final outcome (JobOutcome-shaped) if any."""
+    """A job as stored: its row, its final outcome (JobOutcome-shaped) if any.
+
+    The row also carries the latest progress of the job's variational run, if any was
+    reported, in the ``p_``-prefixed columns (``p_phase`` is None without one).
+    """
 
     row: dict[str, Any]
     outcome: dict[str, Any] | None

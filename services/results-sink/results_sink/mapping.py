@@ -23,6 +23,9 @@ JOB_STATUS_TRANSITION = "qbridge.JobStatusTransition"
 SOLVER_OUTCOME = "qbridge.SolverOutcome"
 JOB_OUTCOME = "qbridge.JobOutcome"
 APPROVAL_DECISION = "qbridge.ApprovalDecision"
+JOB_PROGRESS = "qbridge.JobProgress"
+
+PROGRESS_PHASES = ("optimizing", "finished", "failed")
 
 ATTEMPT_STATUSES = ("started", "ok", "error")
 
@@ -95,6 +98,28 @@ class ApprovalRow:
     comment: str
     correlation_id: str
     decided_at: datetime
+
+
+@dataclass(frozen=True)
+class ProgressRow:
+    """Values of the ``job_progress`` row of a job (its latest progress event)."""
+
+    job_id: str
+    tenant: str
+    work_id: str
+    attempt: int
+    backend: str
+    phase: str
+    iteration: int
+    max_iterations: int
+    best_energy: float | None
+    resumed_from_iteration: int | None
+    backend_calls: int
+    shots_used: int
+    run_started_at: datetime
+    seq: int
+    emitted_at: datetime
+    correlation_id: str
 
 
 @dataclass(frozen=True)
@@ -316,6 +341,38 @@ def approval_row(d: Mapping[str, Any]) -> ApprovalRow:
         comment=d.get("comment") or "",
         correlation_id=d.get("correlation_id") or "",
         decided_at=to_datetime(d["decided_at"]),
+    )
+
+
+def progress_row(p: Mapping[str, Any]) -> ProgressRow:
+    """Row of a ``qbridge.JobProgress``.
+
+    Raises:
+        InvalidRecordError: The phase is not optimizing, finished or failed.
+    """
+    phase = p["phase"]
+    if phase not in PROGRESS_PHASES:
+        raise InvalidRecordError(
+            f"unknown progress phase {phase!r} (expected one of {', '.join(PROGRESS_PHASES)})"
+        )
+    resumed = p.get("resumed_from_iteration")
+    return ProgressRow(
+        job_id=p["job_id"],
+        tenant=p["tenant"],
+        work_id=p["work_id"],
+        attempt=int(p["attempt"]),
+        backend=p.get("backend") or "",
+        phase=phase,
+        iteration=int(p["iteration"]),
+        max_iterations=int(p["max_iterations"]),
+        best_energy=_finite(p.get("best_energy")),
+        resumed_from_iteration=None if resumed is None else int(resumed),
+        backend_calls=int(p["backend_calls"]),
+        shots_used=int(p.get("shots_used") or 0),
+        run_started_at=to_datetime(p["run_started_at"]),
+        seq=int(p["seq"]),
+        emitted_at=to_datetime(p["emitted_at"]),
+        correlation_id=p.get("correlation_id") or "",
     )
 
 
