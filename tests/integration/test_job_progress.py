@@ -11,7 +11,7 @@ enough to be watched and killed. The test
    seen before the kill, then further iterations;
 3. sees the final job (quantum, one attempt) still showing the last progress: phase
    ``finished``, the iteration count of the answer's provenance, and the resume point;
-4. ``qbridge get`` prints it.
+4. the dashboard's recent jobs and ``qbridge get`` show it.
 
 A second test checks the store's ordering rule on the real database: the newest event
 of a job wins (attempt, then run start, then sequence), duplicates and stale events of a
@@ -24,6 +24,7 @@ import io
 import json
 import random
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -173,7 +174,12 @@ def test_get_job_shows_progress_across_an_executor_sigkill(
     settings = json.loads(job.result.provenance.settings_json)
     assert settings["resumed_from_iteration"] == resumed_from
 
-    # 4. The CLI prints it.
+    # 4. The dashboard's recent jobs and the CLI show it.
+    url = f"http://127.0.0.1:{pipeline['results-sink'].port}/api/summary"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        recent = {j["job_id"]: j for j in json.load(resp)["recent"]}
+    assert f"resumed from {resumed_from}" in recent[job_id]["progress"]
+
     out, err = io.StringIO(), io.StringIO()
     target = ["--target", f"127.0.0.1:{pipeline['gateway'].env['QBRIDGE_GRPC_PORT']}"]
     assert cli([*target, "--api-key", KEY, "get", job_id], out=out, err=err) == 0, err.getvalue()

@@ -382,3 +382,14 @@ def test_get_job_and_cli_show_the_progress(gw: Gateway) -> None:
     out = io.StringIO()
     assert main([*target, "get", "job-plain"], out=out, err=err) == 0
     assert "progress" not in out.getvalue()
+
+
+def test_dashboard_shows_the_progress_of_recent_jobs() -> None:
+    from qbridge.dashboard.page import render_page
+    from tests.unit.test_deploy_ops import _summary
+
+    recent = dict(_summary()["recent"][0])
+    running = {**recent, "job_id": "job-running", "progress": "iteration 7/40, best -12.3"}
+    html = render_page(_summary(recent=[running, recent]), window_min=60, refresh_s=0)
+    assert '<td class="progress">iteration 7/40, best -12.3</td>' in html
+    assert html.count('<td class="progress">') == 2  # the job without progress: a dash

@@ -10,6 +10,7 @@ messages (and a defect in encoding an outcome) reach the DLQ.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -84,6 +85,9 @@ class ExecutorSettings(Protocol):
     kafka: KafkaSettings
 
 
+_DROP_LOG_INTERVAL_S = 60.0
+
+
 class ProgressPublisher:
     """Fire-and-forget producer of ``qbridge.JobProgress`` events (a progress sink).
 
@@ -101,6 +105,8 @@ class ProgressPublisher:
         self.producer = producer
         self.topic = topic
         self._failed_since_drain = 0
+        self._dropped = 0
+        self._dropped_logged_at = -_DROP_LOG_INTERVAL_S
 
     @classmethod
     def create(
@@ -129,7 +135,16 @@ class ProgressPublisher:
             )
         except QBridgeError as exc:
             PROGRESS_EVENTS.labels("dropped").inc()
-            logger.warning("progress of %s dropped: %s", event.work_id, exc)
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._dropped_logged_at >= _DROP_LOG_INTERVAL_S:  # no log flood
+                logger.warning(
+                    "%d progress event(s) dropped, latest of %s: %s",
+                    self._dropped,
+                    event.work_id,
+                    exc,
+                )
+                self._dropped, self._dropped_logged_at = 0, now
             return
         PROGRESS_EVENTS.labels("sent").inc()
         if self._failed_since_drain:

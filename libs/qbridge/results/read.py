@@ -80,8 +80,11 @@ SELECT j.job_id, j.tenant, j.problem_type, COALESCE(s.status, j.status, 'pending
        (EXTRACT(EPOCH FROM (s.completed_at - COALESCE(j.accepted_at, j.created_at))) * 1000)
            AS latency_ms,
        s.quantum_classical_gap, COALESCE(j.created_at, j.first_seen_at) AS created_at,
-       s.completed_at
-FROM jobs j LEFT JOIN solutions s USING (job_id)
+       s.completed_at, p.phase AS progress_phase, p.iteration AS progress_iteration,
+       p.max_iterations AS progress_max_iterations, p.best_energy AS progress_best_energy,
+       p.resumed_from_iteration AS progress_resumed_from_iteration,
+       p.backend_calls AS progress_backend_calls
+FROM jobs j LEFT JOIN solutions s USING (job_id) LEFT JOIN job_progress p USING (job_id)
 WHERE (%(tenant)s::text IS NULL OR j.tenant = %(tenant)s)
 ORDER BY COALESCE(s.completed_at, j.created_at, j.first_seen_at) DESC, j.job_id
 LIMIT %(limit)s
@@ -104,7 +107,9 @@ def recent_results(
     Returns:
         Rows with job_id, tenant, problem_type, status (``pending`` before any), route,
         backend, solver, objective, feasible, reason, attempts, latency_ms,
-        quantum_classical_gap, created_at and completed_at.
+        quantum_classical_gap, created_at and completed_at, and the latest progress of a
+        variational run (``progress_*``: phase, iteration, max_iterations, best_energy,
+        resumed_from_iteration, backend_calls; None without one).
     """
     cur.execute(_RECENT, {"limit": limit, "tenant": tenant})
     return cur.fetchall()
