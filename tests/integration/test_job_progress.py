@@ -39,6 +39,7 @@ from qbridge.bus import KafkaSettings, ensure_topics
 from qbridge.cli.app import main as cli
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qbridge.contracts.records import ProgressPhase
 from qbridge.db.pool import make_pool
 from qbridge.results.read import JobReader
 from qbridge.samples import regular_maxcut
@@ -199,7 +200,7 @@ def row(**overrides: Any) -> m.ProgressRow:
         work_id="job-order:1:quantum",
         attempt=1,
         backend="aer_statevector",
-        phase="optimizing",
+        phase=ProgressPhase.OPTIMIZING,
         iteration=0,
         max_iterations=40,
         best_energy=-1.0,
@@ -242,7 +243,7 @@ def test_store_keeps_the_newest_progress_of_each_job(fresh_database: str) -> Non
         # A later attempt (e.g. on another backend) replaces every event of the earlier one.
         retry = row(attempt=2, work_id="job-order:2:quantum", iteration=0, seq=1)
         assert store.record_progress(retry) == "updated"
-        done = replace(retry, phase="finished", iteration=12, seq=2)
+        done = replace(retry, phase=ProgressPhase.FINISHED, iteration=12, seq=2)
         assert store.record_progress(done) == "updated"
 
         # GetJob's read model carries it (the job row is a placeholder until the envelope).

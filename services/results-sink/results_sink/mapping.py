@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from qbridge.contracts.convert import branch_type
-from qbridge.errors import ErrorClass, QBridgeError
+from qbridge.contracts.records import JobProgress
+from qbridge.errors import CodecError, ErrorClass, QBridgeError
 from qbridge.status import FINAL_STATUSES
 
 JOB_ENVELOPE = "qbridge.JobEnvelope"
@@ -25,7 +26,6 @@ JOB_OUTCOME = "qbridge.JobOutcome"
 APPROVAL_DECISION = "qbridge.ApprovalDecision"
 JOB_PROGRESS = "qbridge.JobProgress"
 
-PROGRESS_PHASES = ("optimizing", "finished", "failed")
 
 ATTEMPT_STATUSES = ("started", "ok", "error")
 
@@ -100,26 +100,8 @@ class ApprovalRow:
     decided_at: datetime
 
 
-@dataclass(frozen=True)
-class ProgressRow:
-    """Values of the ``job_progress`` row of a job (its latest progress event)."""
-
-    job_id: str
-    tenant: str
-    work_id: str
-    attempt: int
-    backend: str
-    phase: str
-    iteration: int
-    max_iterations: int
-    best_energy: float | None
-    resumed_from_iteration: int | None
-    backend_calls: int
-    shots_used: int
-    run_started_at: datetime
-    seq: int
-    emitted_at: datetime
-    correlation_id: str
+ProgressRow = JobProgress
+"""A ``job_progress`` row is the typed event itself (the newest one per job is kept)."""
 
 
 @dataclass(frozen=True)
@@ -345,35 +327,16 @@ def approval_row(d: Mapping[str, Any]) -> ApprovalRow:
 
 
 def progress_row(p: Mapping[str, Any]) -> ProgressRow:
-    """Row of a ``qbridge.JobProgress``.
+    """Row of a ``qbridge.JobProgress`` (a best energy that is not finite is stored as NULL).
 
     Raises:
         InvalidRecordError: The phase is not optimizing, finished or failed.
     """
-    phase = p["phase"]
-    if phase not in PROGRESS_PHASES:
-        raise InvalidRecordError(
-            f"unknown progress phase {phase!r} (expected one of {', '.join(PROGRESS_PHASES)})"
-        )
-    resumed = p.get("resumed_from_iteration")
-    return ProgressRow(
-        job_id=p["job_id"],
-        tenant=p["tenant"],
-        work_id=p["work_id"],
-        attempt=int(p["attempt"]),
-        backend=p.get("backend") or "",
-        phase=phase,
-        iteration=int(p["iteration"]),
-        max_iterations=int(p["max_iterations"]),
-        best_energy=_finite(p.get("best_energy")),
-        resumed_from_iteration=None if resumed is None else int(resumed),
-        backend_calls=int(p["backend_calls"]),
-        shots_used=int(p.get("shots_used") or 0),
-        run_started_at=to_datetime(p["run_started_at"]),
-        seq=int(p["seq"]),
-        emitted_at=to_datetime(p["emitted_at"]),
-        correlation_id=p.get("correlation_id") or "",
-    )
+    try:
+        event = JobProgress.from_avro(p)
+    except CodecError as exc:
+        raise InvalidRecordError(str(exc)) from exc
+    return replace(event, best_energy=_finite(event.best_energy))
 
 
 def attempt_row(o: Mapping[str, Any]) -> AttemptRow:

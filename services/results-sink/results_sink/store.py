@@ -488,7 +488,7 @@ def _approvals(cur: psycopg.Cursor[Any], rows: Sequence[ApprovalRow]) -> list[Wr
 
 def _progress(cur: psycopg.Cursor[Any], rows: Sequence[ProgressRow]) -> list[WriteResult]:
     """Latest progress per job (rows of one job in one batch: applied in order)."""
-    params = [asdict(row) for row in rows]
+    params = [{**asdict(row), "phase": row.phase.value} for row in rows]
     _placeholders(cur, params)
     return [_upserted("job_progress", got) for got in _returned(cur, _UPSERT_PROGRESS, params)]
 
