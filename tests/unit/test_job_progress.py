@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 
 from qbridge.bus import Record
+from qbridge.cli import app as cli_app
 from qbridge.cli.app import main
 from qbridge.contracts import AvroCodec, FileSchemaRegistry
 from qbridge.contracts.gateway_messages import progress_pb, progress_text
@@ -22,11 +25,12 @@ from qbridge.executor.worker import execute
 from qbridge.results.read import StoredJob
 from qbridge.solvers.quantum import QaoaSettings
 from qbridge.solvers.quantum.checkpoint import LoopCheckpoint, MemoryCheckpointStore
-from qbridge.topics import JOB_PROGRESS, RESULTS_SINK_GROUP
+from qbridge.topics import JOB_OUTCOMES, JOB_PROGRESS, JOB_STATUS, RESULTS_SINK_GROUP
 from quantum_executor.solvers import QuantumSolvers
 from results_sink import mapping as m
 from results_sink.app import ResultsSinkApp
 from tests.unit.test_executor_quantum import work_item
+from tests.unit.test_gateway import outcome, transition
 from tests.unit.test_gateway_server import Gateway
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -393,3 +397,40 @@ def test_dashboard_shows_the_progress_of_recent_jobs() -> None:
     html = render_page(_summary(recent=[running, recent]), window_min=60, refresh_s=0)
     assert '<td class="progress">iteration 7/40, best -12.3</td>' in html
     assert html.count('<td class="progress">') == 2  # the job without progress: a dash
+
+
+def test_watch_reports_the_progress_between_transitions(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_app, "_PROGRESS_POLL_S", 0.05)
+    job = "job-watch"
+    gw.reader.jobs[job] = StoredJob(
+        stored_row(**{**PROGRESS, "resumed_from_iteration": None}), None
+    )
+    gw.reader.trans[job] = [transition(job, 1, "accepted")]
+    shown = threading.Event()
+    out, err = io.StringIO(), io.StringIO()
+
+    def printed(text: str) -> bool:  # the watcher printed it (polls, no fixed sleeps)
+        end = time.monotonic() + 30
+        while text not in err.getvalue() and time.monotonic() < end:
+            time.sleep(0.02)
+        return text in err.getvalue()
+
+    def live() -> None:
+        if printed("iteration 7/40"):
+            gw.reader.jobs[job] = StoredJob(stored_row(**{**PROGRESS, "iteration": 9}), None)
+        if printed("iteration 9/40"):
+            shown.set()
+        gw.hub.dispatch(JOB_STATUS.name, transition(job, 2, "succeeded", "accepted"), {})
+        gw.hub.dispatch(JOB_OUTCOMES.name, outcome(job), {})
+
+    threading.Thread(target=live).start()
+    target = ["--target", f"127.0.0.1:{gw.port}", "--api-key", "key-a"]
+    assert main([*target, "watch", job], out=out, err=err) == 0, err.getvalue()
+    assert shown.is_set()
+    lines = [li for li in err.getvalue().splitlines() if "progress" in li]
+    assert "iteration 7/40" in lines[0] and "resumed" not in lines[0]
+    assert "iteration 9/40" in lines[-1] and "resumed from 4" in lines[-1]
+    assert len(lines) == 2, lines  # one line per change, not per poll
+    assert "objective" in out.getvalue()

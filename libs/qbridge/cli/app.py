@@ -109,6 +109,10 @@ def _assignment(values: Sequence[int], limit: int = 64) -> str:
 
 def render_progress(p: pb.Progress, out: TextIO) -> None:
     """Print the progress of a job's variational run (one line)."""
+    print(f"progress   {_progress_line(p)}", file=out)
+
+
+def _progress_line(p: pb.Progress) -> str:
     text = progress_text(
         phase=p.phase,
         iteration=p.iteration,
@@ -119,7 +123,7 @@ def render_progress(p: pb.Progress, out: TextIO) -> None:
         ),
         backend_calls=p.backend_calls,
     )
-    print(f"progress   {text} [attempt {p.attempt} on {p.backend or '-'}]", file=out)
+    return f"{text} [attempt {p.attempt} on {p.backend or '-'}]"
 
 
 def render_result(result: pb.Result, out: TextIO) -> None:
@@ -322,22 +326,51 @@ def cmd_submit(client: Client, args: argparse.Namespace, out: TextIO, err: TextI
     return EXIT_OK
 
 
+_PROGRESS_POLL_S = 1.0
+"""How often ``watch`` asks GetJob for the progress of a variational run."""
+
+
+def _run_progress_thread(
+    client: Client, job_id: str, progress: Progress, stop: threading.Event
+) -> threading.Thread:
+    """Poll GetJob while a job is watched; report each new progress of its run.
+
+    In a terminal the progress overwrites one line in place; otherwise each change is a
+    line. Best effort: an error just ends the polling.
+    """
+
+    def poll() -> None:
+        seen: pb.Progress | None = None
+        while not stop.wait(_PROGRESS_POLL_S):
+            try:
+                job = client.stub.GetJob(
+                    pb.GetJobRequest(job_id=job_id), metadata=client.metadata, timeout=5.0
+                )
+            except grpc.RpcError:
+                return
+            if job.HasField("progress") and job.progress != seen:
+                seen = job.progress
+                text = f"progress   {_progress_line(seen)}"
+                if progress.tty:
+                    progress.tick(text)
+                else:
+                    progress.line(text)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    return t
+
+
 def _watch(client: Client, job_id: str, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress = Progress(err if not args.json else out, enabled=not args.quiet and not args.json)
-    stream = client.stub.WatchJob(
-        pb.WatchJobRequest(job_id=job_id, after_seq=getattr(args, "after_seq", 0) or 0),
-        metadata=client.metadata,
-        timeout=client.timeout,
-    )
-    final: pb.JobUpdate | None = None
-    for update in stream:
-        if args.json:
-            print(to_json(update), file=out, flush=True)
-        else:
-            progress.transition(update.transition)
-        if update.final:
-            final = update
-            break
+    stop = threading.Event()
+    if progress.enabled:  # the run's progress (iteration, best so far) between transitions
+        _run_progress_thread(client, job_id, progress, stop)
+    try:
+        final = _follow(client, job_id, args, out, progress)
+    finally:
+        stop.set()
+        progress.done()
     if final is None:
         return EXIT_OK
     if not args.json:
@@ -347,6 +380,25 @@ def _watch(client: Client, job_id: str, args: argparse.Namespace, out: TextIO, e
             print(f"status     {status_name(final.transition.to_status)}", file=out)
     status = final.result.status if final.HasField("result") else final.transition.to_status
     return EXIT_OK if status in _GOOD else EXIT_JOB_FAILED
+
+
+def _follow(
+    client: Client, job_id: str, args: argparse.Namespace, out: TextIO, progress: Progress
+) -> pb.JobUpdate | None:
+    """Stream the job's transitions until the final one (returned; None if the stream ends)."""
+    stream = client.stub.WatchJob(
+        pb.WatchJobRequest(job_id=job_id, after_seq=getattr(args, "after_seq", 0) or 0),
+        metadata=client.metadata,
+        timeout=client.timeout,
+    )
+    for update in stream:
+        if args.json:
+            print(to_json(update), file=out, flush=True)
+        else:
+            progress.transition(update.transition)
+        if update.final:
+            return update
+    return None
 
 
 def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
