@@ -53,6 +53,12 @@ SOLVER_OUTCOMES = TopicSpec("qbridge.solver-outcomes.v1", "qbridge.SolverOutcome
 JOB_STATUS = TopicSpec("qbridge.job-status.v1", "qbridge.JobStatusTransition")
 JOB_OUTCOMES = TopicSpec("qbridge.job-outcomes.v1", "qbridge.JobOutcome")
 APPROVALS = TopicSpec("qbridge.approvals.v1", "qbridge.ApprovalDecision")
+JOB_PROGRESS = TopicSpec(
+    "qbridge.job-progress.v1",
+    "qbridge.JobProgress",
+    retention_ms=24 * 3600 * 1000,  # telemetry: the sink keeps the latest per job
+)
+"""Throttled progress of long variational runs (quantum executor -> results sink, best effort)."""
 DEAD_LETTERS = TopicSpec(
     "qbridge.dead-letters.v1",
     "qbridge.DeadLetter",
@@ -69,6 +75,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     JOB_STATUS,
     JOB_OUTCOMES,
     APPROVALS,
+    JOB_PROGRESS,
     DEAD_LETTERS,
 )
 
@@ -89,7 +96,14 @@ QUANTUM_EXECUTOR_GROUP = ConsumerGroup("qbridge-quantum-executor", (WORK_QUANTUM
 CLASSICAL_FALLBACK_GROUP = ConsumerGroup("qbridge-classical-fallback", (WORK_CLASSICAL.name,))
 RESULTS_SINK_GROUP = ConsumerGroup(
     "qbridge-results-sink",
-    (JOBS_ACCEPTED.name, JOB_STATUS.name, JOB_OUTCOMES.name, SOLVER_OUTCOMES.name, APPROVALS.name),
+    (
+        JOBS_ACCEPTED.name,
+        JOB_STATUS.name,
+        JOB_OUTCOMES.name,
+        SOLVER_OUTCOMES.name,
+        APPROVALS.name,
+        JOB_PROGRESS.name,
+    ),
 )
 
 ALL_GROUPS: tuple[ConsumerGroup, ...] = (

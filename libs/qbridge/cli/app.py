@@ -29,6 +29,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict, MessageToJson
 
 from qbridge.cli.files import ProblemFileError, load, options_message, problem_message
+from qbridge.contracts.gateway_messages import progress_text
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.status import JobStatus
@@ -104,6 +105,25 @@ def _assignment(values: Sequence[int], limit: int = 64) -> str:
         "".join(str(v) for v in values) if all(v in (0, 1) for v in values) else str(list(values))
     )
     return text if len(values) <= limit else f"{text[:limit]}... ({len(values)} values)"
+
+
+def render_progress(p: pb.Progress, out: TextIO) -> None:
+    """Print the progress of a job's variational run (one line)."""
+    print(f"progress   {_progress_line(p)}", file=out)
+
+
+def _progress_line(p: pb.Progress) -> str:
+    text = progress_text(
+        phase=p.phase,
+        iteration=p.iteration,
+        max_iterations=p.max_iterations,
+        best_energy=p.best_energy if p.HasField("best_energy") else None,
+        resumed_from_iteration=(
+            p.resumed_from_iteration if p.HasField("resumed_from_iteration") else None
+        ),
+        backend_calls=p.backend_calls,
+    )
+    return f"{text} [attempt {p.attempt} on {p.backend or '-'}]"
 
 
 def render_result(result: pb.Result, out: TextIO) -> None:
@@ -306,22 +326,51 @@ def cmd_submit(client: Client, args: argparse.Namespace, out: TextIO, err: TextI
     return EXIT_OK
 
 
+_PROGRESS_POLL_S = 1.0
+"""How often ``watch`` asks GetJob for the progress of a variational run."""
+
+
+def _run_progress_thread(
+    client: Client, job_id: str, progress: Progress, stop: threading.Event
+) -> threading.Thread:
+    """Poll GetJob while a job is watched; report each new progress of its run.
+
+    In a terminal the progress overwrites one line in place; otherwise each change is a
+    line. Best effort: an error just ends the polling.
+    """
+
+    def poll() -> None:
+        seen: pb.Progress | None = None
+        while not stop.wait(_PROGRESS_POLL_S):
+            try:
+                job = client.stub.GetJob(
+                    pb.GetJobRequest(job_id=job_id), metadata=client.metadata, timeout=5.0
+                )
+            except grpc.RpcError:
+                return
+            if job.HasField("progress") and job.progress != seen:
+                seen = job.progress
+                text = f"progress   {_progress_line(seen)}"
+                if progress.tty:
+                    progress.tick(text)
+                else:
+                    progress.line(text)
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    return t
+
+
 def _watch(client: Client, job_id: str, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     progress = Progress(err if not args.json else out, enabled=not args.quiet and not args.json)
-    stream = client.stub.WatchJob(
-        pb.WatchJobRequest(job_id=job_id, after_seq=getattr(args, "after_seq", 0) or 0),
-        metadata=client.metadata,
-        timeout=client.timeout,
-    )
-    final: pb.JobUpdate | None = None
-    for update in stream:
-        if args.json:
-            print(to_json(update), file=out, flush=True)
-        else:
-            progress.transition(update.transition)
-        if update.final:
-            final = update
-            break
+    stop = threading.Event()
+    if progress.enabled:  # the run's progress (iteration, best so far) between transitions
+        _run_progress_thread(client, job_id, progress, stop)
+    try:
+        final = _follow(client, job_id, args, out, progress)
+    finally:
+        stop.set()
+        progress.done()
     if final is None:
         return EXIT_OK
     if not args.json:
@@ -331,6 +380,25 @@ def _watch(client: Client, job_id: str, args: argparse.Namespace, out: TextIO, e
             print(f"status     {status_name(final.transition.to_status)}", file=out)
     status = final.result.status if final.HasField("result") else final.transition.to_status
     return EXIT_OK if status in _GOOD else EXIT_JOB_FAILED
+
+
+def _follow(
+    client: Client, job_id: str, args: argparse.Namespace, out: TextIO, progress: Progress
+) -> pb.JobUpdate | None:
+    """Stream the job's transitions until the final one (returned; None if the stream ends)."""
+    stream = client.stub.WatchJob(
+        pb.WatchJobRequest(job_id=job_id, after_seq=getattr(args, "after_seq", 0) or 0),
+        metadata=client.metadata,
+        timeout=client.timeout,
+    )
+    for update in stream:
+        if args.json:
+            print(to_json(update), file=out, flush=True)
+        else:
+            progress.transition(update.transition)
+        if update.final:
+            return update
+    return None
 
 
 def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -366,6 +434,8 @@ def cmd_get(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) 
             f"{obj} {a.duration_ms:.0f} ms{err_text}",
             file=out,
         )
+    if job.HasField("progress"):
+        render_progress(job.progress, out)
     if job.HasField("result"):
         render_result(job.result, out)
     else:

@@ -427,6 +427,54 @@ def fill_job_pb(job: pb.Job, row: Mapping[str, Any]) -> None:
         ts = timestamp(row.get(name))
         if ts is not None:
             getattr(job, name).CopyFrom(ts)
+    if row.get("p_phase") is not None:
+        job.progress.CopyFrom(progress_pb({k[2:]: v for k, v in row.items() if k[:2] == "p_"}))
+
+
+def progress_text(
+    *,
+    phase: str,
+    iteration: int,
+    max_iterations: int,
+    best_energy: float | None = None,
+    resumed_from_iteration: int | None = None,
+    backend_calls: int = 0,
+) -> str:
+    """One line for people: ``iteration 7/40, best -12.3, resumed from 4, 8 backend calls``.
+
+    The phase is appended unless the run is still optimizing (``finished``, ``failed``).
+    """
+    parts = [f"iteration {iteration}/{max_iterations}"]
+    if best_energy is not None:
+        parts.append(f"best {best_energy:.6g}")
+    if resumed_from_iteration is not None:
+        parts.append(f"resumed from {resumed_from_iteration}")
+    parts.append(f"{backend_calls} backend calls")
+    text = ", ".join(parts)
+    return text if phase == "optimizing" else f"{text} ({phase})"
+
+
+def progress_pb(p: Mapping[str, Any]) -> pb.Progress:
+    """A stored ``job_progress`` row (or a ``qbridge.JobProgress`` record) as a message."""
+    msg = pb.Progress(
+        phase=str(p.get("phase") or ""),
+        attempt=int(p.get("attempt") or 0),
+        backend=str(p.get("backend") or ""),
+        iteration=int(p.get("iteration") or 0),
+        max_iterations=int(p.get("max_iterations") or 0),
+        backend_calls=int(p.get("backend_calls") or 0),
+        shots_used=int(p.get("shots_used") or 0),
+    )
+    energy = _finite(p.get("best_energy"))
+    if energy is not None:
+        msg.best_energy = energy
+    if p.get("resumed_from_iteration") is not None:
+        msg.resumed_from_iteration = int(p["resumed_from_iteration"])
+    for name, key in (("run_started_at", "run_started_at"), ("updated_at", "emitted_at")):
+        ts = timestamp(p.get(key))
+        if ts is not None:
+            getattr(msg, name).CopyFrom(ts)
+    return msg
 
 
 def attempt_pb(a: Mapping[str, Any]) -> pb.Attempt:

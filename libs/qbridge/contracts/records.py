@@ -1,4 +1,4 @@
-"""Typed forms of the work topics' messages: ``qbridge.WorkItem`` and ``qbridge.SolverOutcome``.
+"""Typed forms of the work topics' messages: ``WorkItem``, ``SolverOutcome``, ``JobProgress``.
 
 Frozen dataclasses with ``to_avro`` (the dict the codec encodes) and
 ``from_avro`` (from a decoded record), so producers build a record in one place
@@ -222,3 +222,74 @@ class SolverOutcome:
             "provenance": None if self.provenance is None else dict(self.provenance),
             "produced_at": self.produced_at,
         }
+
+
+class ProgressPhase(enum.StrEnum):
+    """Where a variational run is (``qbridge.JobProgress.phase``)."""
+
+    OPTIMIZING = "optimizing"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class JobProgress:
+    """Progress of a long variational run (the ``qbridge.JobProgress`` record).
+
+    Attributes:
+        job_id: The job.
+        work_id: The work item being run.
+        attempt: Its attempt number.
+        tenant: Owner of the job.
+        correlation_id: Request correlation id.
+        backend: Quantum backend running it.
+        phase: Optimizing, finished or failed.
+        iteration: Optimizer iterations done (the starting batch is iteration 0).
+        max_iterations: The optimizer's iteration cap.
+        best_energy: Lowest expected QUBO energy so far (None before the first evaluation).
+        resumed_from_iteration: The checkpoint iteration this run resumed from, if it did.
+        backend_calls: Backend calls of the optimizer loop so far (before a resume too).
+        shots_used: Shots spent so far.
+        run_started_at: When this run of the work item began (a later run supersedes).
+        seq: Increasing per run.
+        emitted_at: When the event was made.
+    """
+
+    job_id: str
+    work_id: str
+    attempt: int
+    tenant: str
+    correlation_id: str
+    backend: str
+    phase: ProgressPhase
+    iteration: int
+    max_iterations: int
+    best_energy: float | None
+    resumed_from_iteration: int | None
+    backend_calls: int
+    shots_used: int
+    run_started_at: datetime
+    seq: int
+    emitted_at: datetime
+
+    @classmethod
+    def from_avro(cls, record: Mapping[str, Any]) -> JobProgress:
+        """From a decoded record.
+
+        Raises:
+            CodecError: A required field is missing or the phase is unknown.
+        """
+        try:
+            phase = ProgressPhase(str(record.get("phase")))
+        except ValueError as exc:
+            raise CodecError(f"unknown progress phase {record.get('phase')!r}") from exc
+        times = {k: to_utc(record[k]) for k in ("run_started_at", "emitted_at") if k in record}
+        return _build(cls, record, phase=phase, **times)
+
+    def to_avro(self) -> dict[str, Any]:
+        """The record to encode as ``qbridge.JobProgress``."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["phase"] = self.phase.value
+        out["run_started_at"] = to_millis(self.run_started_at)
+        out["emitted_at"] = to_millis(self.emitted_at)
+        return out

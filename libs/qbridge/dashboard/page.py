@@ -237,7 +237,7 @@ def _recent(s: Mapping[str, Any]) -> str:
     head = (
         "<tr><th>job</th><th>tenant</th><th>problem</th><th>status</th><th>route</th>"
         "<th>backend</th><th>objective</th><th>feasible</th><th>attempts</th>"
-        "<th>latency</th><th>finished</th><th>reason</th></tr>"
+        "<th>latency</th><th>finished</th><th>progress</th><th>reason</th></tr>"
     )
     rows = []
     for j in s["recent"]:
@@ -255,11 +255,12 @@ def _recent(s: Mapping[str, Any]) -> str:
             f'<td class="num">{_num(j["attempts"])}</td>'
             f'<td class="num">{_ms(j["latency_ms"])}</td>'
             f"<td>{_short_time(j['completed_at'])}</td>"
+            f'<td class="progress">{_num(j.get("progress"))}</td>'
             f'<td class="reason">{_num(j["reason"])}</td>'
             "</tr>"
         )
     if not rows:
-        rows.append('<tr><td colspan="12">no jobs yet</td></tr>')
+        rows.append('<tr><td colspan="13">no jobs yet</td></tr>')
     return f'<table id="recent-jobs">{head}{"".join(rows)}</table>'
 
 

@@ -31,6 +31,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from qbridge.bus.lag_monitor import LagSnapshot
+from qbridge.contracts.gateway_messages import progress_text
 from qbridge.problems.base import Sense
 from qbridge.problems.registry import PROBLEM_TYPES
 from qbridge.results.read import recent_results
@@ -182,6 +183,20 @@ def _num(value: Any) -> float | None:
 
 def _iso(value: Any) -> str | None:
     return value.isoformat() if isinstance(value, datetime) else None
+
+
+def _progress(r: dict[str, Any]) -> str | None:
+    """The latest progress of a job's variational run as one line (None without one)."""
+    if r.get("progress_phase") is None:
+        return None
+    return progress_text(
+        phase=r["progress_phase"],
+        iteration=int(r["progress_iteration"]),
+        max_iterations=int(r["progress_max_iterations"]),
+        best_energy=_num(r["progress_best_energy"]),
+        resumed_from_iteration=r["progress_resumed_from_iteration"],
+        backend_calls=int(r["progress_backend_calls"]),
+    )
 
 
 def build_summary(
@@ -348,6 +363,7 @@ def build_summary(
                 "latency_ms": _num(r["latency_ms"]),
                 "created_at": _iso(r["created_at"]),
                 "completed_at": _iso(r["completed_at"]),
+                "progress": _progress(r),
             }
             for r in recent
         ],

@@ -10,10 +10,14 @@ messages (and a defect in encoding an outcome) reach the DLQ.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
+
+from confluent_kafka import KafkaError, Message
+from prometheus_client import Counter
 
 from qbridge.bus import (
     BusConsumer,
@@ -25,15 +29,33 @@ from qbridge.bus import (
 )
 from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec, default_registry
-from qbridge.errors import CodecError, SolverError
+from qbridge.contracts.records import JobProgress
+from qbridge.errors import CodecError, DeliveryError, QBridgeError, SolverError
 from qbridge.executor.worker import WorkerSettings, error_record, execute, observe
 from qbridge.service.lifecycle import ServiceRuntime
 from qbridge.service.logs import log_context
 from qbridge.service.settings import ServiceSettings
 from qbridge.solvers.base import Solver
-from qbridge.topics import DEAD_LETTERS, SOLVER_OUTCOMES, TopicSpec
+from qbridge.topics import DEAD_LETTERS, JOB_PROGRESS, SOLVER_OUTCOMES, TopicSpec
 
 logger = logging.getLogger(__name__)
+
+PROGRESS_EVENTS = Counter(
+    "qbridge_progress_events_total",
+    "Progress events of variational runs by result: sent (handed to the producer), "
+    "delivered, dropped (not handed over: queue full, not encodable) or failed (delivery).",
+    ["result"],
+)
+
+# Progress is telemetry: its own producer (never flushed before an offset is stored, so
+# it cannot delay or fail a batch), leader acks only, and a short delivery timeout.
+_PROGRESS_PRODUCER = {
+    "enable.idempotence": False,
+    "acks": 1,
+    "linger.ms": 20,
+    "delivery.timeout.ms": 15_000,
+    "queue.buffering.max.messages": 10_000,
+}
 
 _ITEMS_PER_SLOT = 16
 """An executor's batch holds at most this many work items per concurrent solve."""
@@ -61,6 +83,92 @@ class ExecutorSettings(Protocol):
     create_topics: bool
     concurrency: int
     kafka: KafkaSettings
+
+
+_DROP_LOG_INTERVAL_S = 60.0
+
+
+class ProgressPublisher:
+    """Fire-and-forget producer of ``qbridge.JobProgress`` events (a progress sink).
+
+    :meth:`__call__` never blocks and never raises: a full local queue or an
+    unencodable event is dropped (counted), delivery failures are counted and logged
+    from the delivery callback. The outcomes' producer and its flush-before-commit are
+    untouched, so at-least-once delivery of outcomes does not depend on this topic.
+
+    Args:
+        producer: A producer used for progress only.
+        topic: The progress topic.
+    """
+
+    def __init__(self, producer: BusProducer, topic: TopicSpec = JOB_PROGRESS) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._failed_since_drain = 0
+        self._dropped = 0
+        self._dropped_logged_at = -_DROP_LOG_INTERVAL_S
+
+    @classmethod
+    def create(
+        cls, kafka: KafkaSettings, service: str, topic: TopicSpec = JOB_PROGRESS
+    ) -> ProgressPublisher:
+        """A publisher with its own producer (see ``_PROGRESS_PRODUCER``)."""
+        codec = AvroCodec(default_registry())
+        producer = BusProducer(
+            kafka, codec, client_id=f"{service}-progress", overrides=_PROGRESS_PRODUCER
+        )
+        return cls(producer, topic)
+
+    def __call__(self, event: JobProgress) -> None:
+        """Hand ``event`` to the producer (keyed by job id) and return at once."""
+        try:
+            value = self.producer.codec.encode(self.topic.record, event.to_avro())
+            self.producer.send_raw(
+                self.topic.name,
+                value,
+                key=event.job_id,
+                headers=h.propagate(
+                    {}, **{h.CORRELATION_ID: event.correlation_id, h.JOB_ID: event.job_id}
+                ),
+                deadline_s=0.0,
+                on_delivery=self._delivered,
+            )
+        except QBridgeError as exc:
+            PROGRESS_EVENTS.labels("dropped").inc()
+            self._dropped += 1
+            now = time.monotonic()
+            if now - self._dropped_logged_at >= _DROP_LOG_INTERVAL_S:  # no log flood
+                logger.warning(
+                    "%d progress event(s) dropped, latest of %s: %s",
+                    self._dropped,
+                    event.work_id,
+                    exc,
+                )
+                self._dropped, self._dropped_logged_at = 0, now
+            return
+        PROGRESS_EVENTS.labels("sent").inc()
+        if self._failed_since_drain:
+            self._drain()
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            PROGRESS_EVENTS.labels("delivered").inc()
+        else:
+            PROGRESS_EVENTS.labels("failed").inc()
+            self._failed_since_drain += 1
+
+    def _drain(self) -> None:
+        # The producer keeps failed deliveries until a flush reports them; a zero-timeout
+        # flush forgets them (already counted and logged) without waiting.
+        self._failed_since_drain = 0
+        try:
+            self.producer.flush(0.0)
+        except DeliveryError as exc:
+            logger.debug("progress deliveries: %s", exc)
+
+    def close(self) -> None:
+        """Deliver what is pending within two seconds; log, never raise, the rest."""
+        self.producer.close(timeout=2.0)
 
 
 class ExecutorApp:
@@ -200,6 +308,7 @@ def serve_executor(
     solvers: SolverProvider,
     worker: WorkerSettings,
     prewarm: Iterable[str] = (),
+    progress: ProgressPublisher | None = None,
 ) -> int:
     """The whole ``__main__`` of an executor service: wire, serve until SIGTERM.
 
@@ -211,6 +320,8 @@ def serve_executor(
         solvers: The solver provider.
         worker: Budget rules.
         prewarm: Backends to build before consuming.
+        progress: The progress publisher the solvers report to (its topic is created
+            with the others; closed at exit).
 
     Returns:
         The process exit code.
@@ -225,7 +336,8 @@ def serve_executor(
         settings.dlq_topic, DEAD_LETTERS.record, DEAD_LETTERS.partitions, DEAD_LETTERS.retention_ms
     )
     if settings.create_topics:
-        ensure_topics(kafka, [work, outcomes, dlq_topic])
+        extra = [progress.topic] if progress is not None else []
+        ensure_topics(kafka, [work, outcomes, dlq_topic, *extra])
     codec = AvroCodec(default_registry())
     producer = BusProducer(kafka, codec, client_id=service)
     # A batch is finished before its offsets are stored: cap it so a batch of long
@@ -249,4 +361,10 @@ def serve_executor(
         prewarm=prewarm,
         concurrency=settings.concurrency,
     )
-    return runtime.serve(app.run, stop=app.stop, ready=app.ready, on_exit=app.close)
+
+    def on_exit() -> None:
+        app.close()
+        if progress is not None:
+            progress.close()
+
+    return runtime.serve(app.run, stop=app.stop, ready=app.ready, on_exit=on_exit)

@@ -31,8 +31,13 @@ SELECT j.job_id, j.tenant, j.problem_type, j.status, j.route, j.idempotency_key,
        s.route AS o_route, s.assignment AS o_assignment, s.objective AS o_objective,
        s.feasible AS o_feasible, s.frequency AS o_frequency, s.proven_optimal, s.bound,
        s.gap, s.expected_objective, s.confidence, s.quantum_classical_gap,
-       s.attempts AS o_attempts, s.provenance AS o_provenance, s.completed_at AS o_completed_at
-FROM jobs j LEFT JOIN solutions s USING (job_id)
+       s.attempts AS o_attempts, s.provenance AS o_provenance, s.completed_at AS o_completed_at,
+       p.phase AS p_phase, p.attempt AS p_attempt, p.backend AS p_backend,
+       p.iteration AS p_iteration, p.max_iterations AS p_max_iterations,
+       p.best_energy AS p_best_energy, p.resumed_from_iteration AS p_resumed_from_iteration,
+       p.backend_calls AS p_backend_calls, p.shots_used AS p_shots_used,
+       p.run_started_at AS p_run_started_at, p.emitted_at AS p_emitted_at
+FROM jobs j LEFT JOIN solutions s USING (job_id) LEFT JOIN job_progress p USING (job_id)
 WHERE j.job_id = %s
 """
 
@@ -75,8 +80,11 @@ SELECT j.job_id, j.tenant, j.problem_type, COALESCE(s.status, j.status, 'pending
        (EXTRACT(EPOCH FROM (s.completed_at - COALESCE(j.accepted_at, j.created_at))) * 1000)
            AS latency_ms,
        s.quantum_classical_gap, COALESCE(j.created_at, j.first_seen_at) AS created_at,
-       s.completed_at
-FROM jobs j LEFT JOIN solutions s USING (job_id)
+       s.completed_at, p.phase AS progress_phase, p.iteration AS progress_iteration,
+       p.max_iterations AS progress_max_iterations, p.best_energy AS progress_best_energy,
+       p.resumed_from_iteration AS progress_resumed_from_iteration,
+       p.backend_calls AS progress_backend_calls
+FROM jobs j LEFT JOIN solutions s USING (job_id) LEFT JOIN job_progress p USING (job_id)
 WHERE (%(tenant)s::text IS NULL OR j.tenant = %(tenant)s)
 ORDER BY COALESCE(s.completed_at, j.created_at, j.first_seen_at) DESC, j.job_id
 LIMIT %(limit)s
@@ -99,7 +107,9 @@ def recent_results(
     Returns:
         Rows with job_id, tenant, problem_type, status (``pending`` before any), route,
         backend, solver, objective, feasible, reason, attempts, latency_ms,
-        quantum_classical_gap, created_at and completed_at.
+        quantum_classical_gap, created_at and completed_at, and the latest progress of a
+        variational run (``progress_*``: phase, iteration, max_iterations, best_energy,
+        resumed_from_iteration, backend_calls; None without one).
     """
     cur.execute(_RECENT, {"limit": limit, "tenant": tenant})
     return cur.fetchall()
@@ -107,7 +117,11 @@ def recent_results(
 
 @dataclass(frozen=True)
 class StoredJob:
-    """A job as stored: its row, its final outcome (JobOutcome-shaped) if any."""
+    """A job as stored: its row, its final outcome (JobOutcome-shaped) if any.
+
+    The row also carries the latest progress of the job's variational run, if any was
+    reported, in the ``p_``-prefixed columns (``p_phase`` is None without one).
+    """
 
     row: dict[str, Any]
     outcome: dict[str, Any] | None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from qbridge.executor.app import serve_executor
+from qbridge.executor.app import ProgressPublisher, serve_executor
 from qbridge.solvers.quantum.checkpoint import PostgresCheckpointStore
 from qbridge.topics import WORK_QUANTUM
 from quantum_executor.config import QuantumSettings
@@ -16,6 +16,11 @@ SERVICE = "quantum-executor"
 def main() -> int:
     """Run the quantum executor; returns the exit code."""
     settings = QuantumSettings()
+    progress = (
+        ProgressPublisher.create(settings.kafka, SERVICE, settings.progress_spec())
+        if settings.progress_enabled
+        else None
+    )
     solvers = QuantumSolvers(
         settings.backends,
         settings.qaoa(),
@@ -24,6 +29,8 @@ def main() -> int:
         checkpoints=(
             PostgresCheckpointStore(settings.checkpoint_dsn) if settings.checkpoint_dsn else None
         ),
+        progress=progress,
+        progress_settings=settings.progress(),
     )
     return serve_executor(
         SERVICE,
@@ -33,6 +40,7 @@ def main() -> int:
         solvers,
         settings.worker(),
         prewarm=[b for b in settings.prewarm_backends if b in settings.backends],
+        progress=progress,
     )
 
 

@@ -8,11 +8,19 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from qbridge.bus import KafkaSettings
+from qbridge.executor.progress import ProgressSettings
 from qbridge.executor.worker import WorkerSettings
 from qbridge.service import ServiceSettings
 from qbridge.solvers.quantum import QaoaSettings
 from qbridge.solvers.quantum.mitigation import ZneSettings
-from qbridge.topics import DEAD_LETTERS, QUANTUM_EXECUTOR_GROUP, SOLVER_OUTCOMES, WORK_QUANTUM
+from qbridge.topics import (
+    DEAD_LETTERS,
+    JOB_PROGRESS,
+    QUANTUM_EXECUTOR_GROUP,
+    SOLVER_OUTCOMES,
+    WORK_QUANTUM,
+    TopicSpec,
+)
 from quantum_executor.solvers import FaultInjection
 
 _QAOA = QaoaSettings()
@@ -52,6 +60,11 @@ class QuantumSettings(ServiceSettings):
         default_shots: Shots when a work item says 0.
         checkpoint_dsn: PostgreSQL for per-iteration QAOA checkpoints, so a
             redelivered work item resumes its optimizer loop (unset: no checkpoints).
+        progress_enabled: Publish throttled progress of QAOA runs (iteration, best
+            energy, resume point, backend calls) for GetJob.
+        progress_topic: Topic of the progress events.
+        progress_interval_ms: At most one progress event per run per this many ms
+            while optimizing (0: every iteration; first, last and failed always sent).
         kafka: Kafka connection settings (``KAFKA_*``).
     """
 
@@ -85,6 +98,9 @@ class QuantumSettings(ServiceSettings):
     default_shots: int = Field(default=2048, ge=1)
     checkpoint_dsn: str | None = Field(default=None, repr=False)
     """PostgreSQL DSN for QAOA checkpoints (``QBRIDGE_CHECKPOINT_DSN``); unset: none."""
+    progress_enabled: bool = True
+    progress_topic: str = JOB_PROGRESS.name
+    progress_interval_ms: int = Field(default=1000, ge=0)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
@@ -117,6 +133,19 @@ class QuantumSettings(ServiceSettings):
             times=self.quantum_fail_times,
             slow_s=self.quantum_fail_slow_s,
             backends=frozenset(self.quantum_fail_backends),
+        )
+
+    def progress(self) -> ProgressSettings:
+        """Progress throttling."""
+        return ProgressSettings(interval_s=self.progress_interval_ms / 1000.0)
+
+    def progress_spec(self) -> TopicSpec:
+        """The progress topic (its name may be overridden)."""
+        return TopicSpec(
+            self.progress_topic,
+            JOB_PROGRESS.record,
+            JOB_PROGRESS.partitions,
+            JOB_PROGRESS.retention_ms,
         )
 
     def worker(self) -> WorkerSettings:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qbridge.errors import BackendUnavailableError, ConfigurationError, QBridgeError
+from qbridge.executor.progress import ProgressSettings, ProgressSink, ProgressTracker, RunProgress
 from qbridge.problems.base import Problem
 from qbridge.problems.maxcut import MaxCut
 from qbridge.qml.solvers import QuantumKernelSolver
@@ -69,6 +70,10 @@ class QuantumSolvers:
         backend_options: Extra :func:`make_backend` options per backend name.
         faults: Failure injection.
         backend_factory: Builds a backend (``make_backend``; replaced in tests).
+        checkpoints: Durable per-iteration QAOA checkpoints (None: a redelivered item
+            starts its optimizer loop again).
+        progress: Where throttled progress events of QAOA runs go (None: none).
+        progress_settings: How often a run reports.
     """
 
     def __init__(
@@ -80,6 +85,8 @@ class QuantumSolvers:
         faults: FaultInjection | None = None,
         backend_factory: BackendFactory = make_backend,
         checkpoints: CheckpointStore | None = None,
+        progress: ProgressSink | None = None,
+        progress_settings: ProgressSettings | None = None,
     ) -> None:
         self.allowed = frozenset(allowed)
         self.qaoa = qaoa or QaoaSettings()
@@ -87,6 +94,13 @@ class QuantumSolvers:
         self.faults = faults or FaultInjection()
         self._factory = backend_factory
         self.checkpoints = checkpoints
+        self.progress = progress
+        self.progress_settings = progress_settings or ProgressSettings()
+        # The solvers checkpoint into the tracker, which stores (when durable checkpoints
+        # are configured) and then reports the run's progress.
+        self._store: CheckpointStore | None = (
+            ProgressTracker(checkpoints) if progress is not None else checkpoints
+        )
         self._solvers: dict[str, QaoaSolver] = {}
         self._lock = threading.Lock()
 
@@ -116,7 +130,7 @@ class QuantumSolvers:
                 ) from exc
             if options.get("fail_with"):
                 logger.warning("failure injection on %s: %s", backend, options)
-            solver = QaoaSolver(built, self.qaoa, checkpoints=self.checkpoints)
+            solver = QaoaSolver(built, self.qaoa, checkpoints=self._store)
             self._solvers[backend] = solver
             return solver
 
@@ -124,16 +138,21 @@ class QuantumSolvers:
         """The solver of a work item (by its ``backend`` field; classification: quantum kernel).
 
         With a checkpoint store, a QAOA solver checkpoints under ``job_id:attempt``, so
-        a redelivered item resumes its optimizer loop.
+        a redelivered item resumes its optimizer loop; with a progress sink, the run
+        reports its progress from those checkpoints.
         """
         backend = str(item.get("backend") or "")
         if item.get("problem_type") == QuantumKernelSolver.problem_type:
             self.solver(backend)  # served here? (raises backend_unavailable otherwise)
             return QuantumKernelSolver(backend=backend)
         solver = self.solver(backend)
-        if self.checkpoints is None or "job_id" not in item:
+        if self._store is None or "job_id" not in item:
             return solver
-        return _Checkpointed(solver, f"{item['job_id']}:{item.get('attempt', 0)}")
+        key = f"{item['job_id']}:{item.get('attempt', 0)}"
+        if isinstance(self._store, ProgressTracker) and self.progress is not None:
+            run = RunProgress(item, self.progress, self.progress_settings)
+            return _Checkpointed(solver, key, self._store, run)
+        return _Checkpointed(solver, key)
 
     def prewarm(self, backends: Iterable[str]) -> None:
         """Build backends ahead of the first job, and run a tiny solve where it is safe.
@@ -154,14 +173,28 @@ class QuantumSolvers:
 
 
 class _Checkpointed(Solver):
-    """A QAOA solver bound to the checkpoint key of one work item."""
+    """A QAOA solver bound to the checkpoint key (and progress) of one work item."""
 
-    def __init__(self, inner: QaoaSolver, key: str) -> None:
+    def __init__(
+        self,
+        inner: QaoaSolver,
+        key: str,
+        tracker: ProgressTracker | None = None,
+        run: RunProgress | None = None,
+    ) -> None:
         self.inner, self.key = inner, key
+        self.tracker, self.run = tracker, run
         self.name, self.route = inner.name, inner.route
 
     def eligibility(self, problem: Problem) -> Eligibility:
         return self.inner.eligibility(problem)
 
     def solve(self, problem: Problem, budget: Budget) -> Outcome:
-        return self.inner.solve(problem, budget, checkpoint_key=self.key)
+        if self.tracker is None or self.run is None:
+            return self.inner.solve(problem, budget, checkpoint_key=self.key)
+        with self.tracker.watch(self.key, self.run) as run:
+            try:
+                return self.inner.solve(problem, budget, checkpoint_key=self.key)
+            except Exception:
+                run.failed()
+                raise

@@ -50,6 +50,7 @@ class Store(Protocol):
     def record_outcome(self, rows: m.OutcomeRows) -> WriteResult: ...
     def record_batch(self, rows: Sequence[StoreRow]) -> list[WriteResult]: ...
     def record_approval(self, row: m.ApprovalRow) -> WriteResult: ...
+    def record_progress(self, row: m.ProgressRow) -> WriteResult: ...
 
 
 class ResultsSinkApp:
@@ -90,6 +91,7 @@ class ResultsSinkApp:
             m.SOLVER_OUTCOME: m.attempt_row,
             m.JOB_OUTCOME: m.outcome_rows,
             m.APPROVAL_DECISION: m.approval_row,
+            m.JOB_PROGRESS: m.progress_row,
         }
         self._routes: dict[str, Callable[[dict[str, Any]], WriteResult]] = {
             m.JOB_ENVELOPE: lambda v: self.store.record_job(m.job_row(v)),
@@ -97,6 +99,7 @@ class ResultsSinkApp:
             m.SOLVER_OUTCOME: lambda v: self.store.record_attempt(m.attempt_row(v)),
             m.JOB_OUTCOME: lambda v: self.store.record_outcome(m.outcome_rows(v)),
             m.APPROVAL_DECISION: lambda v: self.store.record_approval(m.approval_row(v)),
+            m.JOB_PROGRESS: lambda v: self.store.record_progress(m.progress_row(v)),
         }
 
     # --- handling -----------------------------------------------------------------

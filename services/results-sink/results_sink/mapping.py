@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from qbridge.contracts.convert import branch_type
-from qbridge.errors import ErrorClass, QBridgeError
+from qbridge.contracts.records import JobProgress
+from qbridge.errors import CodecError, ErrorClass, QBridgeError
 from qbridge.status import FINAL_STATUSES
 
 JOB_ENVELOPE = "qbridge.JobEnvelope"
@@ -23,6 +24,8 @@ JOB_STATUS_TRANSITION = "qbridge.JobStatusTransition"
 SOLVER_OUTCOME = "qbridge.SolverOutcome"
 JOB_OUTCOME = "qbridge.JobOutcome"
 APPROVAL_DECISION = "qbridge.ApprovalDecision"
+JOB_PROGRESS = "qbridge.JobProgress"
+
 
 ATTEMPT_STATUSES = ("started", "ok", "error")
 
@@ -95,6 +98,10 @@ class ApprovalRow:
     comment: str
     correlation_id: str
     decided_at: datetime
+
+
+ProgressRow = JobProgress
+"""A ``job_progress`` row is the typed event itself (the newest one per job is kept)."""
 
 
 @dataclass(frozen=True)
@@ -317,6 +324,19 @@ def approval_row(d: Mapping[str, Any]) -> ApprovalRow:
         correlation_id=d.get("correlation_id") or "",
         decided_at=to_datetime(d["decided_at"]),
     )
+
+
+def progress_row(p: Mapping[str, Any]) -> ProgressRow:
+    """Row of a ``qbridge.JobProgress`` (a best energy that is not finite is stored as NULL).
+
+    Raises:
+        InvalidRecordError: The phase is not optimizing, finished or failed.
+    """
+    try:
+        event = JobProgress.from_avro(p)
+    except CodecError as exc:
+        raise InvalidRecordError(str(exc)) from exc
+    return replace(event, best_energy=_finite(event.best_energy))
 
 
 def attempt_row(o: Mapping[str, Any]) -> AttemptRow:

@@ -34,6 +34,7 @@ from results_sink.mapping import (
     InvalidRecordError,
     JobRow,
     OutcomeRows,
+    ProgressRow,
     TransitionRow,
 )
 
@@ -103,6 +104,26 @@ INSERT INTO approvals
 VALUES (%(decision_id)s, %(job_id)s, %(decision)s, %(reviewer)s, %(reviewer_tenant)s,
         %(comment)s, %(correlation_id)s, %(decided_at)s)
 ON CONFLICT (decision_id) DO NOTHING
+"""
+
+_PROGRESS_COLUMNS = (
+    "job_id", "work_id", "attempt", "backend", "phase", "iteration", "max_iterations",
+    "best_energy", "resumed_from_iteration", "backend_calls", "shots_used", "run_started_at",
+    "seq", "emitted_at", "correlation_id",
+)  # fmt: skip
+
+# The newest event wins: a later attempt, then a later run of it (a redelivery started
+# after the run it replaces), then a later event of the run. Replays, duplicates and
+# events of a zombie run that arrive late change nothing.
+_UPSERT_PROGRESS = f"""
+INSERT INTO job_progress ({", ".join(_PROGRESS_COLUMNS)})
+VALUES ({", ".join(f"%({c})s" for c in _PROGRESS_COLUMNS)})
+ON CONFLICT (job_id) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in _PROGRESS_COLUMNS[1:])},
+    recorded_at = now()
+WHERE (job_progress.attempt, job_progress.run_started_at, job_progress.seq)
+    < (EXCLUDED.attempt, EXCLUDED.run_started_at, EXCLUDED.seq)
+RETURNING (xmax = 0) AS inserted
 """
 
 _INSERT_TRANSITION = """
@@ -246,6 +267,17 @@ class ResultsStore:
         with self._tx() as cur:
             return _approvals(cur, [row])[0]
 
+    def record_progress(self, row: ProgressRow) -> WriteResult:
+        """Store a progress event if it is newer than the job's stored one."""
+        with self._tx() as cur:
+            return _progress(cur, [row])[0]
+
+    def progress(self, job_id: str) -> dict[str, Any] | None:
+        """The job's latest stored progress, if any."""
+        with self._read() as cur:
+            cur.execute("SELECT * FROM job_progress WHERE job_id = %s", (job_id,))
+            return cur.fetchone()
+
     def approvals(self, job_id: str) -> list[dict[str, Any]]:
         """A job's approval decisions, oldest first."""
         with self._read() as cur:
@@ -346,7 +378,7 @@ class ResultsStore:
 
 # --- batch writers (inside a caller's transaction) ------------------------------------
 
-StoreRow = JobRow | TransitionRow | AttemptRow | OutcomeRows | ApprovalRow
+StoreRow = JobRow | TransitionRow | AttemptRow | OutcomeRows | ApprovalRow | ProgressRow
 
 
 def _returned(cur: psycopg.Cursor[Any], sql: str, params: Sequence[dict[str, Any]]) -> list[Any]:
@@ -454,10 +486,18 @@ def _approvals(cur: psycopg.Cursor[Any], rows: Sequence[ApprovalRow]) -> list[Wr
     return results
 
 
+def _progress(cur: psycopg.Cursor[Any], rows: Sequence[ProgressRow]) -> list[WriteResult]:
+    """Latest progress per job (rows of one job in one batch: applied in order)."""
+    params = [{**asdict(row), "phase": row.phase.value} for row in rows]
+    _placeholders(cur, params)
+    return [_upserted("job_progress", got) for got in _returned(cur, _UPSERT_PROGRESS, params)]
+
+
 _WRITERS: tuple[tuple[type, Callable[[psycopg.Cursor[Any], Any], list[WriteResult]]], ...] = (
     (JobRow, _jobs),
     (TransitionRow, _transitions),
     (AttemptRow, _attempts),
     (OutcomeRows, _outcomes),
     (ApprovalRow, _approvals),
+    (ProgressRow, _progress),
 )

@@ -36,6 +36,9 @@ class LoopCheckpoint:
         shots_used: Shots spent so far.
         exact_sets: Exactly evaluated parameter sets so far.
         single_eval_s: Longest single evaluation seen (the deadline estimate).
+        energy_scale: The Ising model's scale: ``best_value * energy_scale +
+            energy_offset`` is the best expected QUBO energy (progress reports).
+        energy_offset: The Ising model's constant energy.
     """
 
     iteration: int
@@ -48,6 +51,13 @@ class LoopCheckpoint:
     shots_used: int
     exact_sets: int
     single_eval_s: float
+    energy_scale: float = 1.0
+    energy_offset: float = 0.0
+
+    @property
+    def best_energy(self) -> float:
+        """The best expected QUBO energy so far (unscaled, offset included)."""
+        return self.best_value * self.energy_scale + self.energy_offset
 
     def to_json(self) -> str:
         """JSON text for storage."""

@@ -226,6 +226,8 @@ class _Loop:
                 shots_used=self.shots_used,
                 exact_sets=self.exact_sets,
                 single_eval_s=self.single_eval_s,
+                energy_scale=self.model.scale,
+                energy_offset=self.model.offset,
             ),
         )
 

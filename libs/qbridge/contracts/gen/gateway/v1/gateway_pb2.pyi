@@ -422,7 +422,7 @@ class Attempt(_message.Message):
     def __init__(self, work_id: _Optional[str] = ..., attempt: _Optional[int] = ..., route: _Optional[_Union[Route, str]] = ..., backend: _Optional[str] = ..., solver: _Optional[str] = ..., status: _Optional[str] = ..., error_class: _Optional[str] = ..., error_message: _Optional[str] = ..., objective: _Optional[float] = ..., feasible: _Optional[bool] = ..., duration_ms: _Optional[float] = ..., cost_units: _Optional[float] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("job_id", "tenant", "problem_type", "status", "route", "idempotency_key", "correlation_id", "input_fingerprint", "priority", "fallback_policy", "timeout_ms", "num_variables", "num_qubits", "tags", "created_at", "accepted_at", "deadline_at", "final_at", "result", "transitions", "attempts", "rejection_reason")
+    __slots__ = ("job_id", "tenant", "problem_type", "status", "route", "idempotency_key", "correlation_id", "input_fingerprint", "priority", "fallback_policy", "timeout_ms", "num_variables", "num_qubits", "tags", "created_at", "accepted_at", "deadline_at", "final_at", "result", "transitions", "attempts", "rejection_reason", "progress")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -452,6 +452,7 @@ class Job(_message.Message):
     TRANSITIONS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     REJECTION_REASON_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     tenant: str
     problem_type: str
@@ -474,7 +475,34 @@ class Job(_message.Message):
     transitions: _containers.RepeatedCompositeFieldContainer[StatusTransition]
     attempts: _containers.RepeatedCompositeFieldContainer[Attempt]
     rejection_reason: str
-    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., problem_type: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., route: _Optional[_Union[Route, str]] = ..., idempotency_key: _Optional[str] = ..., correlation_id: _Optional[str] = ..., input_fingerprint: _Optional[str] = ..., priority: _Optional[int] = ..., fallback_policy: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., num_variables: _Optional[int] = ..., num_qubits: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., final_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[StatusTransition, _Mapping]]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., rejection_reason: _Optional[str] = ...) -> None: ...
+    progress: Progress
+    def __init__(self, job_id: _Optional[str] = ..., tenant: _Optional[str] = ..., problem_type: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., route: _Optional[_Union[Route, str]] = ..., idempotency_key: _Optional[str] = ..., correlation_id: _Optional[str] = ..., input_fingerprint: _Optional[str] = ..., priority: _Optional[int] = ..., fallback_policy: _Optional[str] = ..., timeout_ms: _Optional[int] = ..., num_variables: _Optional[int] = ..., num_qubits: _Optional[int] = ..., tags: _Optional[_Mapping[str, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., accepted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., deadline_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., final_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[Result, _Mapping]] = ..., transitions: _Optional[_Iterable[_Union[StatusTransition, _Mapping]]] = ..., attempts: _Optional[_Iterable[_Union[Attempt, _Mapping]]] = ..., rejection_reason: _Optional[str] = ..., progress: _Optional[_Union[Progress, _Mapping]] = ...) -> None: ...
+
+class Progress(_message.Message):
+    __slots__ = ("phase", "attempt", "backend", "iteration", "max_iterations", "best_energy", "resumed_from_iteration", "backend_calls", "shots_used", "run_started_at", "updated_at")
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    ITERATION_FIELD_NUMBER: _ClassVar[int]
+    MAX_ITERATIONS_FIELD_NUMBER: _ClassVar[int]
+    BEST_ENERGY_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FROM_ITERATION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_CALLS_FIELD_NUMBER: _ClassVar[int]
+    SHOTS_USED_FIELD_NUMBER: _ClassVar[int]
+    RUN_STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    phase: str
+    attempt: int
+    backend: str
+    iteration: int
+    max_iterations: int
+    best_energy: float
+    resumed_from_iteration: int
+    backend_calls: int
+    shots_used: int
+    run_started_at: _timestamp_pb2.Timestamp
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, phase: _Optional[str] = ..., attempt: _Optional[int] = ..., backend: _Optional[str] = ..., iteration: _Optional[int] = ..., max_iterations: _Optional[int] = ..., best_energy: _Optional[float] = ..., resumed_from_iteration: _Optional[int] = ..., backend_calls: _Optional[int] = ..., shots_used: _Optional[int] = ..., run_started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
     __slots__ = ("job_id", "after_seq")
