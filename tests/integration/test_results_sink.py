@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 from psycopg import sql
 
 from qbridge.bus import BusConsumer, BusProducer, DeadLetterPublisher, KafkaSettings, ensure_topics
@@ -345,9 +346,37 @@ def store(migrated: str) -> Iterator[ResultsStore]:
         pool.close()
 
 
+def start_new_group_at_end(kafka_settings: KafkaSettings, group: str) -> None:
+    """Commit the current end of every partition the group has no offset for yet.
+
+    The topics are the pipeline's own, shared with every earlier test of the session: a
+    new group reading them from the beginning would spend minutes on their history. A
+    group that already committed (a second sink instance) keeps its offsets.
+    """
+    c = Consumer({**kafka_settings.client_config(), "group.id": group})
+    try:
+        meta = c.list_topics(timeout=10)
+        parts = [
+            TopicPartition(t.name, p)
+            for t in TOPICS
+            for p in sorted(meta.topics[t.name].partitions)
+        ]
+        ends = [
+            TopicPartition(tp.topic, tp.partition, c.get_watermark_offsets(tp, timeout=10)[1])
+            for tp in c.committed(parts, timeout=10)
+            if tp.offset < 0  # nothing committed yet
+        ]
+        if ends:
+            c.commit(offsets=ends, asynchronous=False)
+    finally:
+        c.close()
+
+
 def make_consumer(
     kafka_settings: KafkaSettings, codec: AvroCodec, group: str, unique: str
 ) -> tuple[BusConsumer, BusProducer, TopicSpec]:
+    """A results-sink consumer of the pipeline topics; a new group starts at their end."""
+    start_new_group_at_end(kafka_settings, group)
     dlq_topic = TopicSpec(f"test.results-sink.dlq.{unique}", DEAD_LETTERS.record, partitions=1)
     ensure_topics(kafka_settings, [dlq_topic])
     producer = BusProducer(kafka_settings, codec, client_id=f"{group}-dlq")
@@ -434,10 +463,10 @@ def test_duplicates_and_any_order_leave_exactly_one_row_per_entity(
     expected = expected_counts(messages)
     # Reversed (outcomes before transitions before envelopes), and every message twice.
     producer = BusProducer(kafka_settings, codec, client_id=f"rs-{unique}")
+    consumer, _, _ = make_consumer(kafka_settings, codec, f"rs-idem-{unique}", unique)
     send(producer, list(reversed(messages)) + messages)
 
     app = ResultsSinkApp(store)
-    consumer, _, _ = make_consumer(kafka_settings, codec, f"rs-idem-{unique}", unique)
     try:
         drain(consumer, app.handle, complete(database_url, job_ids, expected))
         # The same messages again, as a replay from another consumer group would deliver.
@@ -616,9 +645,9 @@ def _store_solved_job(
 ) -> str:
     job_id = f"job-{unique}-{name}"
     messages = job_messages(job_id, f"tenant-{unique}", problem, outcome, seed=seed)
+    consumer, _, _ = make_consumer(kafka_settings, codec, f"rs-{name}-{unique}", unique)
     send(BusProducer(kafka_settings, codec, client_id=f"rs-{unique}"), messages)
     app = ResultsSinkApp(store)
-    consumer, _, _ = make_consumer(kafka_settings, codec, f"rs-{name}-{unique}", unique)
     try:
         drain(consumer, app.handle, complete(database_url, [job_id], expected_counts(messages)))
     finally:

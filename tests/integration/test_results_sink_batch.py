@@ -122,9 +122,9 @@ def test_the_consumer_stores_batches_with_few_commits(
         messages += job_messages(job_id, f"tenant-{unique}")
     expected = expected_counts(messages)
     producer = BusProducer(kafka_settings, codec, client_id=f"rs-{unique}")
+    consumer, _, _ = make_consumer(kafka_settings, codec, f"rs-batch-{unique}", unique)
     send(producer, messages)
     app = ResultsSinkApp(store)
-    consumer, _, _ = make_consumer(kafka_settings, codec, f"rs-batch-{unique}", unique)
     try:
         for _ in range(200):
             if complete(database_url, job_ids, expected)():
@@ -134,7 +134,7 @@ def test_the_consumer_stores_batches_with_few_commits(
     finally:
         consumer.close()
     assert counts(database_url, job_ids) == expected
-    # The topics are the pipeline's own, so earlier tests' messages are read too.
+    # The group starts at the topics' end, but other tests' services may still publish.
     assert consumer.processed >= len(messages)
     # Record by record would commit once per record; batches commit far less.
     assert 0 < transactions < consumer.processed // 2, (transactions, consumer.processed)
