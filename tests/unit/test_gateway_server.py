@@ -28,11 +28,12 @@ from gateway.config import GatewaySettings
 from gateway.guard import GATEWAY_SERVICE_NAME, gateway_guard
 from gateway.jobs import JobFactory
 from gateway.server import make_grpc_server
-from gateway.service import JOB_ID_KEY, GatewayService
+from gateway.service import GatewayService
 from gateway.solve import DeadlinePolicy, SolveCoordinator
 from gateway.tracking import JobTracker
 from qbridge.bus.follower import EventHub
 from qbridge.contracts import AvroCodec, default_registry
+from qbridge.contracts.gateway_messages import JOB_ID_KEY
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.problems.limits import Limits

@@ -29,14 +29,13 @@ import grpc
 from google.protobuf.json_format import MessageToDict, MessageToJson
 
 from qbridge.cli.files import ProblemFileError, load, options_message, problem_message
-from qbridge.contracts.gateway_messages import progress_text
+from qbridge.contracts.gateway_messages import JOB_ID_KEY, progress_text
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from qbridge.service.grpc_errors import ERROR_DETAIL_KEY
 from qbridge.status import JobStatus
 
 DEFAULT_TARGET = "127.0.0.1:50051"
-ERROR_DETAIL_KEY = "qbridge-error-bin"
-JOB_ID_KEY = "qbridge-job-id"
 SOLVE_METHOD = "/qbridge.gateway.v1.Gateway/Solve"
 
 EXIT_OK, EXIT_JOB_FAILED, EXIT_USAGE, EXIT_RPC = 0, 1, 2, 3

@@ -47,6 +47,10 @@ ROUTE_TO_PB: dict[str, pb.Route] = {"quantum": pb.ROUTE_QUANTUM, "classical": pb
 
 TYPED_BRANCHES = ("maxcut", "qubo", "ising", "knapsack", "portfolio", "jobshop")
 
+JOB_ID_KEY = "qbridge-job-id"
+"""Initial-metadata key of the job id Solve sends before its answer (a caller that gives
+up early still knows which job to look up)."""
+
 
 # --- problems in ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from gateway.jobs import JobFactory, JobPublisher, PermissionDeniedError
 from gateway.solve import SolveCoordinator
 from gateway.tracking import JobTracker
 from qbridge.bus.follower import EventHub
+from qbridge.contracts.gateway_messages import JOB_ID_KEY
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.errors import BusError, InvalidProblemError, StoreUnavailableError
@@ -38,8 +39,6 @@ from qbridge.service.auth import (
 from qbridge.service.grpc_errors import ErrorCodes
 
 logger = logging.getLogger(__name__)
-
-JOB_ID_KEY = "qbridge-job-id"
 
 REQUESTS = Counter(
     "qbridge_gateway_requests_total",
