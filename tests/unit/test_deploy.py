@@ -283,6 +283,149 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         ("apiVersion", "kind", "metadata", "spec"),
     ),
 }
+_ACL_OPS = {"enum": ["Read", "Write", "Create", "Delete", "Alter", "Describe", "ClusterAction",
+                     "AlterConfigs", "DescribeConfigs", "IdempotentWrite", "All"]}  # fmt: skip
+_ISSUER_REF = _strict(
+    {"name": _STR, "kind": {"enum": ["Issuer", "ClusterIssuer"]}, "group": _STR}, ("name",)
+)
+_KEY = _strict(
+    {
+        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+        "size": _INT,
+        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+        "rotationPolicy": {"enum": ["Never", "Always"]},
+    }
+)
+CRD_SCHEMAS.update(
+    {
+        ("kafka.strimzi.io/v1beta2", "KafkaUser"): _strict(
+            {
+                "apiVersion": _STR,
+                "kind": _STR,
+                "metadata": _META,
+                "spec": _strict(
+                    {
+                        "authentication": _strict(
+                            {"type": {"enum": ["tls", "tls-external", "scram-sha-512"]}},
+                            ("type",),
+                        ),
+                        "authorization": _strict(
+                            {
+                                "type": {"enum": ["simple"]},
+                                "acls": {
+                                    "type": "array",
+                                    "items": _strict(
+                                        {
+                                            "resource": _strict(
+                                                {
+                                                    "type": {
+                                                        "enum": [
+                                                            "topic",
+                                                            "group",
+                                                            "cluster",
+                                                            "transactionalId",
+                                                        ]
+                                                    },
+                                                    "name": _STR,
+                                                    "patternType": {"enum": ["literal", "prefix"]},
+                                                },
+                                                ("type",),
+                                            ),
+                                            "type": {"enum": ["allow", "deny"]},
+                                            "host": _STR,
+                                            "operations": {
+                                                "type": "array",
+                                                "minItems": 1,
+                                                "items": _ACL_OPS,
+                                            },
+                                        },
+                                        ("resource", "operations"),
+                                    ),
+                                },
+                            },
+                            ("type",),
+                        ),
+                        "quotas": _OBJ,
+                        "template": _OBJ,
+                    }
+                ),
+            },
+            ("apiVersion", "kind", "metadata", "spec"),
+        ),
+        ("keda.sh/v1alpha1", "TriggerAuthentication"): _strict(
+            {
+                "apiVersion": _STR,
+                "kind": _STR,
+                "metadata": _META,
+                "spec": _strict(
+                    {
+                        "secretTargetRef": {
+                            "type": "array",
+                            "items": _strict(
+                                {"parameter": _STR, "name": _STR, "key": _STR},
+                                ("parameter", "name", "key"),
+                            ),
+                        },
+                        "env": {
+                            "type": "array",
+                            "items": _strict(
+                                {"parameter": _STR, "name": _STR, "containerName": _STR},
+                                ("parameter", "name"),
+                            ),
+                        },
+                        "podIdentity": _OBJ,
+                        "hashiCorpVault": _OBJ,
+                    }
+                ),
+            },
+            ("apiVersion", "kind", "metadata", "spec"),
+        ),
+        ("cert-manager.io/v1", "Issuer"): _strict(
+            {
+                "apiVersion": _STR,
+                "kind": _STR,
+                "metadata": _META,
+                "spec": {
+                    "type": "object",
+                    "properties": {
+                        "selfSigned": _strict({"crlDistributionPoints": {"type": "array"}}),
+                        "ca": _strict({"secretName": _STR}, ("secretName",)),
+                        "acme": _OBJ,
+                        "vault": _OBJ,
+                    },
+                    "additionalProperties": False,
+                    "minProperties": 1,
+                    "maxProperties": 1,
+                },
+            },
+            ("apiVersion", "kind", "metadata", "spec"),
+        ),
+        ("cert-manager.io/v1", "Certificate"): _strict(
+            {
+                "apiVersion": _STR,
+                "kind": _STR,
+                "metadata": _META,
+                "spec": _strict(
+                    {
+                        "secretName": _STR,
+                        "issuerRef": _ISSUER_REF,
+                        "isCA": _BOOL,
+                        "commonName": _STR,
+                        "dnsNames": {"type": "array", "items": _STR},
+                        "ipAddresses": {"type": "array", "items": _STR},
+                        "duration": _STR,
+                        "renewBefore": _STR,
+                        "usages": {"type": "array", "items": _STR},
+                        "privateKey": _KEY,
+                        "secretTemplate": _OBJ,
+                    },
+                    ("secretName", "issuerRef"),
+                ),
+            },
+            ("apiVersion", "kind", "metadata", "spec"),
+        ),
+    }
+)
 CRD_SCHEMAS[("kafka.strimzi.io/v1beta2", "KafkaTopic")]["properties"]["spec"]["properties"][
     "config"
 ]["additionalProperties"] = {"type": ["string", "integer", "boolean"]}
@@ -450,12 +593,13 @@ def test_each_consumer_scales_on_its_own_group_lag(overlay: str) -> None:
     target = f"overlays/{overlay}"
     cfg = config(target)
     cluster = objects(target, "Kafka")[0]
-    plain = next(
+    scram = next(
         li
         for li in cluster["spec"]["kafka"]["listeners"]
-        if li["name"] == "plain" and not li["tls"]
+        if li["name"] == "scram" and not li["tls"]
     )
-    bootstrap = f"{cluster['metadata']['name']}-kafka-bootstrap:{plain['port']}"
+    assert scram["authentication"] == {"type": "scram-sha-512"}
+    bootstrap = f"{cluster['metadata']['name']}-kafka-bootstrap:{scram['port']}"
     assert cfg["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
     scaled = {s["metadata"]["name"]: s for s in objects(target, "ScaledObject")}
     assert set(scaled) == set(CONSUMERS)
@@ -551,9 +695,10 @@ def test_workloads_are_hardened_probed_and_bounded(overlay: str) -> None:
         grace = pod["terminationGracePeriodSeconds"]
         if name == "gateway":
             assert ports["grpc"] == GatewaySettings().grpc_port
-            # gRPC health is readiness (NOT_SERVING while dependencies are down);
-            # liveness only asks whether the process answers.
-            assert c["readinessProbe"]["grpc"]["port"] == ports["grpc"]
+            # /readyz mirrors the gRPC health status (NOT_SERVING while dependencies are
+            # down; a kubelet gRPC probe cannot speak TLS); liveness only asks whether
+            # the process answers.
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
             assert grace >= 30
         else:

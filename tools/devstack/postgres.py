@@ -183,16 +183,49 @@ class PostgresServer(LocalService):
         """URL (libpq) of :attr:`database`, e.g. ``postgresql://postgres@127.0.0.1:5433/qbridge``."""
         return self.dsn_for(self.database)
 
-    def dsn_for(self, database: str) -> str:
-        """Return the libpq URL of another database on this server.
+    def dsn_for(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        """Return the libpq URL of another database (or as another user) on this server.
 
         Args:
             database: Database name.
+            user: Login role (default: the superuser).
+            password: Its password, if any.
 
         Returns:
             The URL.
         """
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+        auth = user or self.user
+        if password:
+            auth += f":{password}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{database}"
+
+    def create_login(self, user: str, password: str, member_of: str) -> str:
+        """Create (or reset) a LOGIN role inheriting a group role, as the superuser.
+
+        Args:
+            user: Login role name.
+            password: Its password (note: this cluster trusts local TCP logins, so
+                the role decides what a session may do, not the password).
+            member_of: Group role granted to it (e.g. one created by a migration).
+
+        Returns:
+            The login's URL of :attr:`database`.
+        """
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(
+                sql.SQL(verb + " ROLE {} LOGIN INHERIT PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
+            conn.execute(
+                sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), sql.Identifier(user))
+            )
+        return self.dsn_for(self.database, user, password)
 
     @property
     def data_dir(self) -> Path:

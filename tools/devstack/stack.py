@@ -9,11 +9,18 @@ from types import TracebackType
 from typing import Self
 
 from devstack.errors import DevstackError
-from devstack.kafka import KafkaBroker, ensure_jars
+from devstack.kafka import KafkaAuth, KafkaBroker, ensure_jars
 from devstack.postgres import PostgresServer, ensure_postgres_installed
 from devstack.service import DEFAULT_START_TIMEOUT, LocalService
 
 logger = logging.getLogger(__name__)
+
+#: Group role (created by the services' migrations) each service logs in under.
+SERVICE_DB_ROLES: dict[str, str] = {
+    "results-sink": "qbridge_results_sink",
+    "orchestrator": "qbridge_orchestrator",
+    "gateway": "qbridge_results_reader",
+}
 
 
 class LocalStack:
@@ -30,6 +37,11 @@ class LocalStack:
         with_kafka: Run a broker at all.
         with_postgres: Run PostgreSQL at all.
         start_timeout: Seconds allowed for the whole start.
+        secure: Lock the stack down: the default broker gets SASL/SCRAM, one
+            principal per service and ACLs from ``qbridge.bus.acls`` (not when
+            ``kafka`` is given); PostgreSQL gets the schemas migrated by the
+            superuser and one LOGIN role per service in its migration-made group
+            role (:data:`SERVICE_DB_ROLES`), whose URLs :meth:`service_env` hands out.
 
     Attributes:
         timings: Seconds per step of the last :meth:`start` (``fetch``,
@@ -44,13 +56,19 @@ class LocalStack:
         with_kafka: bool = True,
         with_postgres: bool = True,
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        secure: bool = False,
     ) -> None:
-        self.kafka: KafkaBroker | None = (kafka or KafkaBroker()) if with_kafka else None
+        default_kafka = (
+            (lambda: KafkaBroker(auth=KafkaAuth.for_services())) if secure else KafkaBroker
+        )
+        self.kafka: KafkaBroker | None = (kafka or default_kafka()) if with_kafka else None
         self.postgres: PostgresServer | None = (
             (postgres or PostgresServer()) if with_postgres else None
         )
         self.start_timeout = start_timeout
+        self.secure = secure
         self.timings: dict[str, float] = {}
+        self.service_dsns: dict[str, str] = {}
 
     @property
     def services(self) -> list[LocalService]:
@@ -96,6 +114,51 @@ class LocalStack:
             env["POSTGRES_LOG"] = str(self.postgres.log_path)
         return env
 
+    def service_env(self, service: str) -> dict[str, str]:
+        """Connection environment of one pipeline service, with its own credentials.
+
+        Args:
+            service: Service name (``qbridge.bus.acls.SERVICE_ACCESS`` key).
+
+        Returns:
+            ``KAFKA_*`` (its SCRAM principal on a locked-down broker, where
+            ``QBRIDGE_CREATE_TOPICS=false`` too) and ``DATABASE_URL``.
+        """
+        env: dict[str, str] = {}
+        if self.kafka is not None:
+            user = None
+            if self.kafka.auth is not None:
+                from qbridge.bus.acls import SERVICE_ACCESS
+
+                user = SERVICE_ACCESS[service].principal
+                # The admin created the topics; a service may not (as in Kubernetes).
+                env["QBRIDGE_CREATE_TOPICS"] = "false"
+            env.update(self.kafka.service_env(user))
+        if self.postgres is not None:
+            env["DATABASE_URL"] = self.service_dsns.get(service, self.postgres.dsn)
+        return env
+
+    def _lock_down_database(self) -> None:
+        """Migrate both schemas as the superuser, then create one login per service."""
+        import secrets
+
+        from orchestrator.store import LOCK_KEY, MIGRATIONS_PACKAGE, MIGRATIONS_TABLE
+        from qbridge.db import load_migrations, migrate
+        from results_sink.migrate import migrate as migrate_results
+
+        assert self.postgres is not None
+        admin = self.postgres.dsn
+        migrate_results(admin)
+        migrate(
+            admin, load_migrations(MIGRATIONS_PACKAGE), table=MIGRATIONS_TABLE, lock_key=LOCK_KEY
+        )
+        self.service_dsns = {
+            service: self.postgres.create_login(
+                f"{service.replace('-', '_')}_svc", secrets.token_urlsafe(18), role
+            )
+            for service, role in SERVICE_DB_ROLES.items()
+        }
+
     def start(self) -> Self:
         """Fetch what is missing, then start every service in parallel.
 
@@ -129,6 +192,11 @@ class LocalStack:
                     self.timings[service.kind] = future.result()
                 except BaseException as exc:
                     errors.append(exc)
+        if not errors and self.secure and self.postgres is not None:
+            try:
+                self._lock_down_database()
+            except BaseException as exc:
+                errors.append(exc)
         if errors:
             self.stop()
             raise errors[0]
