@@ -19,7 +19,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from qbridge.bus.acls import SERVICE_ACCESS
-from qbridge.topics import ALL_TOPICS, JOB_OUTCOMES, JOB_STATUS, PROBLEM_REQUESTS, SOLVER_OUTCOMES
+from qbridge.topics import (
+    ALL_TOPICS,
+    JOB_OUTCOMES,
+    JOB_STATUS,
+    PROBLEM_REQUESTS,
+    SOLVER_OUTCOMES,
+    WORK_CLASSICAL,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -89,9 +96,11 @@ def test_gateway_writes_requests_but_cannot_forge_outcomes(secure_stack: Any) ->
         )
 
 
-def test_orchestrator_writes_outcomes_but_not_requests(secure_stack: Any) -> None:
+def test_orchestrator_writes_work_but_not_requests(secure_stack: Any) -> None:
     orchestrator = _user_config(secure_stack, "orchestrator")
-    assert _produce(orchestrator, JOB_OUTCOMES.name) is None
+    # (Work, not outcomes: the pipeline test below reads every outcome from the start;
+    # the classical executor dead-letters this undecodable record.)
+    assert _produce(orchestrator, WORK_CLASSICAL.name) is None
     err = _produce(orchestrator, PROBLEM_REQUESTS.name)
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
 

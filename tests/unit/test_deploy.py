@@ -296,133 +296,119 @@ _KEY = _strict(
         "rotationPolicy": {"enum": ["Never", "Always"]},
     }
 )
+
+
+def _cr(spec: dict[str, Any]) -> dict[str, Any]:
+    """A custom resource with the given ``spec`` schema."""
+    return _strict(
+        {"apiVersion": _STR, "kind": _STR, "metadata": _META, "spec": spec},
+        ("apiVersion", "kind", "metadata", "spec"),
+    )
+
+
 CRD_SCHEMAS.update(
     {
-        ("kafka.strimzi.io/v1beta2", "KafkaUser"): _strict(
-            {
-                "apiVersion": _STR,
-                "kind": _STR,
-                "metadata": _META,
-                "spec": _strict(
-                    {
-                        "authentication": _strict(
-                            {"type": {"enum": ["tls", "tls-external", "scram-sha-512"]}},
-                            ("type",),
-                        ),
-                        "authorization": _strict(
-                            {
-                                "type": {"enum": ["simple"]},
-                                "acls": {
-                                    "type": "array",
-                                    "items": _strict(
-                                        {
-                                            "resource": _strict(
-                                                {
-                                                    "type": {
-                                                        "enum": [
-                                                            "topic",
-                                                            "group",
-                                                            "cluster",
-                                                            "transactionalId",
-                                                        ]
-                                                    },
-                                                    "name": _STR,
-                                                    "patternType": {"enum": ["literal", "prefix"]},
+        ("kafka.strimzi.io/v1beta2", "KafkaUser"): _cr(
+            _strict(
+                {
+                    "authentication": _strict(
+                        {"type": {"enum": ["tls", "tls-external", "scram-sha-512"]}},
+                        ("type",),
+                    ),
+                    "authorization": _strict(
+                        {
+                            "type": {"enum": ["simple"]},
+                            "acls": {
+                                "type": "array",
+                                "items": _strict(
+                                    {
+                                        "resource": _strict(
+                                            {
+                                                "type": {
+                                                    "enum": [
+                                                        "topic",
+                                                        "group",
+                                                        "cluster",
+                                                        "transactionalId",
+                                                    ]
                                                 },
-                                                ("type",),
-                                            ),
-                                            "type": {"enum": ["allow", "deny"]},
-                                            "host": _STR,
-                                            "operations": {
-                                                "type": "array",
-                                                "minItems": 1,
-                                                "items": _ACL_OPS,
+                                                "name": _STR,
+                                                "patternType": {"enum": ["literal", "prefix"]},
                                             },
+                                            ("type",),
+                                        ),
+                                        "type": {"enum": ["allow", "deny"]},
+                                        "host": _STR,
+                                        "operations": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "items": _ACL_OPS,
                                         },
-                                        ("resource", "operations"),
-                                    ),
-                                },
+                                    },
+                                    ("resource", "operations"),
+                                ),
                             },
-                            ("type",),
+                        },
+                        ("type",),
+                    ),
+                    "quotas": _OBJ,
+                    "template": _OBJ,
+                }
+            )
+        ),
+        ("keda.sh/v1alpha1", "TriggerAuthentication"): _cr(
+            _strict(
+                {
+                    "secretTargetRef": {
+                        "type": "array",
+                        "items": _strict(
+                            {"parameter": _STR, "name": _STR, "key": _STR},
+                            ("parameter", "name", "key"),
                         ),
-                        "quotas": _OBJ,
-                        "template": _OBJ,
-                    }
-                ),
-            },
-            ("apiVersion", "kind", "metadata", "spec"),
-        ),
-        ("keda.sh/v1alpha1", "TriggerAuthentication"): _strict(
-            {
-                "apiVersion": _STR,
-                "kind": _STR,
-                "metadata": _META,
-                "spec": _strict(
-                    {
-                        "secretTargetRef": {
-                            "type": "array",
-                            "items": _strict(
-                                {"parameter": _STR, "name": _STR, "key": _STR},
-                                ("parameter", "name", "key"),
-                            ),
-                        },
-                        "env": {
-                            "type": "array",
-                            "items": _strict(
-                                {"parameter": _STR, "name": _STR, "containerName": _STR},
-                                ("parameter", "name"),
-                            ),
-                        },
-                        "podIdentity": _OBJ,
-                        "hashiCorpVault": _OBJ,
-                    }
-                ),
-            },
-            ("apiVersion", "kind", "metadata", "spec"),
-        ),
-        ("cert-manager.io/v1", "Issuer"): _strict(
-            {
-                "apiVersion": _STR,
-                "kind": _STR,
-                "metadata": _META,
-                "spec": {
-                    "type": "object",
-                    "properties": {
-                        "selfSigned": _strict({"crlDistributionPoints": {"type": "array"}}),
-                        "ca": _strict({"secretName": _STR}, ("secretName",)),
-                        "acme": _OBJ,
-                        "vault": _OBJ,
                     },
-                    "additionalProperties": False,
-                    "minProperties": 1,
-                    "maxProperties": 1,
+                    "env": {
+                        "type": "array",
+                        "items": _strict(
+                            {"parameter": _STR, "name": _STR, "containerName": _STR},
+                            ("parameter", "name"),
+                        ),
+                    },
+                    "podIdentity": _OBJ,
+                    "hashiCorpVault": _OBJ,
+                }
+            )
+        ),
+        ("cert-manager.io/v1", "Issuer"): _cr(
+            {
+                "type": "object",
+                "properties": {
+                    "selfSigned": _strict({"crlDistributionPoints": {"type": "array"}}),
+                    "ca": _strict({"secretName": _STR}, ("secretName",)),
+                    "acme": _OBJ,
+                    "vault": _OBJ,
                 },
-            },
-            ("apiVersion", "kind", "metadata", "spec"),
+                "additionalProperties": False,
+                "minProperties": 1,
+                "maxProperties": 1,
+            }
         ),
-        ("cert-manager.io/v1", "Certificate"): _strict(
-            {
-                "apiVersion": _STR,
-                "kind": _STR,
-                "metadata": _META,
-                "spec": _strict(
-                    {
-                        "secretName": _STR,
-                        "issuerRef": _ISSUER_REF,
-                        "isCA": _BOOL,
-                        "commonName": _STR,
-                        "dnsNames": {"type": "array", "items": _STR},
-                        "ipAddresses": {"type": "array", "items": _STR},
-                        "duration": _STR,
-                        "renewBefore": _STR,
-                        "usages": {"type": "array", "items": _STR},
-                        "privateKey": _KEY,
-                        "secretTemplate": _OBJ,
-                    },
-                    ("secretName", "issuerRef"),
-                ),
-            },
-            ("apiVersion", "kind", "metadata", "spec"),
+        ("cert-manager.io/v1", "Certificate"): _cr(
+            _strict(
+                {
+                    "secretName": _STR,
+                    "issuerRef": _ISSUER_REF,
+                    "isCA": _BOOL,
+                    "commonName": _STR,
+                    "dnsNames": {"type": "array", "items": _STR},
+                    "ipAddresses": {"type": "array", "items": _STR},
+                    "duration": _STR,
+                    "renewBefore": _STR,
+                    "usages": {"type": "array", "items": _STR},
+                    "privateKey": _KEY,
+                    "secretTemplate": _OBJ,
+                },
+                ("secretName", "issuerRef"),
+            )
         ),
     }
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qbridge.topics import (
+    ALL_GROUPS,
     CLASSICAL_FALLBACK_GROUP,
     DEAD_LETTERS,
     INTAKE_GROUP,
@@ -101,6 +102,13 @@ SERVICE_ACCESS: dict[str, ServiceAccess] = {
         reads=RESULTS_SINK_GROUP.topics,
         groups=(RESULTS_SINK_GROUP.name,),
         writes=(DEAD_LETTERS.name,),
+        # Its dashboard charts every group's lag.
+        describes=tuple(
+            dict.fromkeys(
+                t for g in ALL_GROUPS for t in g.topics if t not in RESULTS_SINK_GROUP.topics
+            )
+        ),
+        describe_groups=tuple(g.name for g in ALL_GROUPS if g != RESULTS_SINK_GROUP),
     ),
     # The front door: it may submit problem requests and follow job events, never
     # forge transitions or outcomes (those come from the orchestrator alone).
