@@ -16,4 +16,5 @@ GRANT USAGE, CREATE ON SCHEMA public TO qbridge_orchestrator;
 ALTER TABLE orch_jobs OWNER TO qbridge_orchestrator;
 ALTER TABLE orch_outbox OWNER TO qbridge_orchestrator;
 ALTER TABLE orch_tenant_usage OWNER TO qbridge_orchestrator;
+ALTER TABLE orch_usage_charges OWNER TO qbridge_orchestrator;
 ALTER TABLE orch_schema_migrations OWNER TO qbridge_orchestrator;
