@@ -89,3 +89,11 @@ bench: setup ## Benchmarks (numbers, not assertions); results in bench/results/
 
 clean: ## Remove caches (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/results tests/artifacts
+
+.PHONY: fuzz chaos
+fuzz: venv ## Fuzz Avro decoding, intake validation and problem constructors (FUZZ_EXAMPLES per target)
+	QBRIDGE_FUZZ_PROFILE=qbridge-fuzz QBRIDGE_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),200000) \
+		$(PY) -m pytest tests/fuzz -p no:cacheprovider --hypothesis-show-statistics $(PYTEST_ARGS)
+
+chaos: setup ## Chaos run: steady load, kill/freeze every component, floods; prints a ledger
+	$(PY) bench/chaos.py $(CHAOS_ARGS)

@@ -1,21 +1,19 @@
-"""Benchmark of the classical route (CP-SAT + warm start) on MaxCut.
+"""Benchmark of the classical portfolio (``qbridge.solvers.portfolio``).
 
-Two questions:
-
-1. Time to proven optimum by size (``tto``): CP-SAT with a generous limit on
-   3-regular (sparse) and G(n, 0.5) (dense) weighted graphs.
-2. Fallback quality (``quality``): what the classical fallback returns within a
-   1 s budget, compared with CP-SAT given 30 s, on graphs up to 200 nodes.
-   Reported as ratios of cut weights (1.0 = as good as the 30 s run) plus the
-   gap to the 30 s run's proven bound. The heuristic warm start alone is
-   reported too.
+1. Gset MaxCut graphs (public, read from ``../shared/bench-data/gset/`` when present;
+   skipped with a message when absent): ratio of the cut to the best known cut at
+   1 s / 2 s / 10 s per graph, side by side with dwave-samplers used alone in the same
+   time (repeated default ``SimulatedAnnealingSampler`` calls, best kept), in one run.
+2. Knapsack and portfolio selection (seeded random instances): the portfolio at 1 s and
+   2 s against a long CP-SAT run (``--ref-seconds``, 60 s by default): ratio to its
+   proven optimum where it proves one, else to the best it found.
 
 Usage::
 
-    .venv/bin/python bench/bench_classical.py            # full run (~30 min on 2 cores)
-    .venv/bin/python bench/bench_classical.py --quick    # smoke run (~1 min)
+    .venv/bin/python bench/bench_classical.py                  # ~10 min on 2 cores
+    .venv/bin/python bench/bench_classical.py --quick          # ~2 min (1 s / 2 s, short refs)
 
-Prints tables and writes JSON to ``bench/results/``.
+Prints the tables and writes them as markdown (and the raw rows as JSON) to ``bench/results/``.
 """
 
 from __future__ import annotations
@@ -30,224 +28,233 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from dwave.samplers import SimulatedAnnealingSampler
+
+from gset import GSET_DIR, load_gset
+from qbridge.problems import Knapsack, Problem
 from qbridge.problems.maxcut import MaxCut
+from qbridge.problems.portfolio import Portfolio
+from qbridge.solvers.anneal import DWAVE_SAMPLERS_VERSION, BinaryModel
 from qbridge.solvers.base import Budget
-from qbridge.solvers.classical import ORTOOLS_VERSION, CpSatSettings, CpSatSolver
-from qbridge.solvers.heuristics import qubo_local_search
+from qbridge.solvers.classical import ORTOOLS_VERSION, CpSatSolver
+from qbridge.solvers.portfolio import ClassicalPortfolio
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def regular_graph(n: int, rng: random.Random, degree: int = 3) -> MaxCut:
-    """Random ``degree``-regular graph (pairing model, retried until simple), weights 0.5..2."""
+def library_alone(problem: MaxCut, seconds: float, seed: int) -> tuple[float, int]:
+    """dwave-samplers used alone: default SA calls (1 read) until ``seconds``; best cut."""
+    started = time.monotonic()
+    total = sum(w for _, _, w in problem.edges)
+    bqm = BinaryModel.ising(np.zeros(problem.num_nodes), problem.edges).bqm()
+    sampler = SimulatedAnnealingSampler()
+    best, calls = -float("inf"), 0
     while True:
-        stubs = [v for v in range(n) for _ in range(degree)]
-        rng.shuffle(stubs)
-        pairs = {tuple(sorted(stubs[i : i + 2])) for i in range(0, len(stubs), 2)}
-        if len(pairs) == n * degree // 2 and all(a != b for a, b in pairs):
-            edges = [[a, b, round(rng.uniform(0.5, 2.0), 3)] for a, b in sorted(pairs)]
-            return MaxCut.from_dict({"num_nodes": n, "edges": edges})
+        t = time.monotonic()
+        ss = sampler.sample(bqm, num_reads=1, seed=seed + calls)
+        calls += 1
+        best = max(best, (total - float(ss.first.energy)) / 2)
+        per_call = time.monotonic() - t
+        if time.monotonic() + per_call > started + seconds:
+            return best, calls
 
 
-def dense_graph(n: int, rng: random.Random, p: float = 0.5) -> MaxCut:
-    """G(n, p) with weights 0.5..2."""
-    edges = [
-        [i, j, round(rng.uniform(0.5, 2.0), 3)]
-        for i in range(n)
-        for j in range(i + 1, n)
-        if rng.random() < p
-    ]
-    return MaxCut.from_dict({"num_nodes": n, "edges": edges})
-
-
-FAMILIES = {"3-regular": regular_graph, "dense-0.5": dense_graph}
-
-
-def instance(family: str, n: int, seed: int) -> MaxCut:
-    # 3-regular graphs need an even node count.
-    n = n + (n % 2) if family == "3-regular" else n
-    return FAMILIES[family](n, random.Random(f"{family}-{n}-{seed}"))
-
-
-def time_to_optimal(sizes: list[int], seeds: int, limit: float) -> list[dict[str, Any]]:
-    solver = CpSatSolver()
+def gset_rows(budgets: list[float], seed: int) -> list[dict[str, Any]]:
+    graphs = load_gset()
+    if not graphs:
+        print(f"\nGset graphs not found in {GSET_DIR}: MaxCut part skipped.")
+        return []
+    print(f"\n== Gset MaxCut (public graphs read from {GSET_DIR}) ==")
+    portfolio = ClassicalPortfolio()
     rows = []
-    for family in FAMILIES:
-        for n in sizes:
-            runs = []
-            for seed in range(seeds):
-                p = instance(family, n, seed)
-                t = time.perf_counter()
-                out = solver.solve(p, Budget(time_limit_s=limit, seed=seed))
-                wall = time.perf_counter() - t
-                runs.append(
-                    {
-                        "seed": seed,
-                        "edges": len(p.edges),
-                        "proven": out.quality.proven_optimal,
-                        "wall_s": wall,
-                        "gap": out.quality.gap,
-                        "objective": out.best.objective,
-                    }
-                )
-            proven = [r["wall_s"] for r in runs if r["proven"]]
-            rows.append(
-                {
-                    "family": family,
-                    "n": n,
-                    "proven": len(proven),
-                    "runs": len(runs),
-                    "median_s_proven": statistics.median(proven) if proven else None,
-                    "max_s": max(r["wall_s"] for r in runs),
-                    "max_gap": max(r["gap"] or 0.0 for r in runs),
-                    "detail": runs,
-                }
-            )
-            print_tto_row(rows[-1], limit)
+    for g in graphs:
+        row: dict[str, Any] = {
+            "graph": g.name,
+            "nodes": g.problem.num_nodes,
+            "edges": len(g.problem.edges),
+            "best_known": g.best_known,
+        }
+        for t in budgets:
+            s = time.perf_counter()
+            out = portfolio.solve(g.problem, Budget(time_limit_s=t, seed=seed))
+            row[f"portfolio_{t:g}s"] = out.best.objective / g.best_known
+            row[f"portfolio_{t:g}s_wall"] = time.perf_counter() - s
+            row[f"portfolio_{t:g}s_solver"] = out.provenance.solver
+            cut, calls = library_alone(g.problem, t, seed)
+            row[f"library_{t:g}s"] = cut / g.best_known
+            row[f"library_{t:g}s_calls"] = calls
+        rows.append(row)
+        print(
+            f"{g.name:<4} n={row['nodes']:<5} "
+            + "  ".join(
+                f"{t:g}s: {row[f'portfolio_{t:g}s']:.4f} (alone {row[f'library_{t:g}s']:.4f})"
+                for t in budgets
+            ),
+            flush=True,
+        )
     return rows
 
 
-def fallback_quality(
-    sizes: list[int], seeds: int, short: float, long: float
+def knapsack(n: int, rng: random.Random) -> Knapsack:
+    weights = [rng.randint(10, 1000) for _ in range(n)]
+    # Values correlated with weights: the hard kind for greedy.
+    values = [round(w + rng.uniform(0, 100), 2) for w in weights]
+    return Knapsack(values=tuple(values), weights=tuple(weights), capacity=sum(weights) // 3)
+
+
+def portfolio(n: int, rng: random.Random) -> Portfolio:
+    a = np.array([[rng.gauss(0, 1) for _ in range(n)] for _ in range(n + 5)])
+    cov = (a.T @ a) / (n + 5) * 0.05
+    mu = [rng.uniform(0.0, 0.3) for _ in range(n)]
+    return Portfolio(
+        expected_returns=tuple(mu),
+        covariance=tuple(tuple(r) for r in cov.tolist()),
+        budget=max(2, n // 5),
+        risk_aversion=1.0,
+    )
+
+
+def constrained_rows(
+    budgets: list[float], ref_s: float, seed: int, quick: bool
 ) -> list[dict[str, Any]]:
-    solver = CpSatSolver()
+    sizes = {
+        "knapsack": [50, 500] if quick else [50, 200, 1000, 5000],
+        "portfolio": [20, 60] if quick else [20, 40, 80, 150],
+    }
+    makers = {"knapsack": knapsack, "portfolio": portfolio}
+    print(f"\n== Knapsack and portfolio vs a {ref_s:g} s CP-SAT run (seeded random instances) ==")
+    solver = ClassicalPortfolio()
+    cpsat = CpSatSolver()
     rows = []
-    for family in FAMILIES:
-        for n in sizes:
-            runs = []
-            for seed in range(seeds):
-                p = instance(family, n, seed)
-                t = time.perf_counter()
-                heur = qubo_local_search(p.to_qubo().qubo, seed=seed)
-                heur_s = time.perf_counter() - t
-                heur_cut = p.evaluate(heur.solutions[0][0]).objective
-                t = time.perf_counter()
-                fast = solver.solve(p, Budget(time_limit_s=short, seed=seed))
-                fast_s = time.perf_counter() - t
-                ref = solver.solve(p, Budget(time_limit_s=long, seed=seed))
-                ref_cut = ref.best.objective
-                best_known = max(ref_cut, fast.best.objective, heur_cut)
-                bound = ref.quality.bound
-                runs.append(
-                    {
-                        "seed": seed,
-                        "edges": len(p.edges),
-                        "heuristic_cut": heur_cut,
-                        "heuristic_s": heur_s,
-                        "fallback_cut": fast.best.objective,
-                        "fallback_s": fast_s,
-                        "fallback_status": fast.provenance.settings["status"],
-                        "ref_cut": ref_cut,
-                        "ref_status": ref.provenance.settings["status"],
-                        "ref_bound": bound,
-                        "ratio_fallback_vs_ref": fast.best.objective / ref_cut,
-                        "ratio_heuristic_vs_ref": heur_cut / ref_cut,
-                        "ratio_fallback_vs_best_known": fast.best.objective / best_known,
-                        "fallback_gap_to_ref_bound": (
-                            max(0.0, (bound - fast.best.objective) / bound) if bound else None
-                        ),
-                    }
-                )
-            rows.append(summarize_quality(family, n, runs))
-            print_quality_row(rows[-1])
+    for kind, ns in sizes.items():
+        for n in ns:
+            problem: Problem = makers[kind](n, random.Random(f"{kind}-{n}"))
+            ref = cpsat.solve(problem, Budget(time_limit_s=ref_s, seed=seed))
+            row: dict[str, Any] = {
+                "type": kind,
+                "n": n,
+                "reference": ref.best.objective,
+                "reference_proven": ref.quality.proven_optimal,
+            }
+            for t in budgets:
+                out = solver.solve(problem, Budget(time_limit_s=t, seed=seed))
+                row[f"portfolio_{t:g}s"] = out.best.objective
+                row[f"portfolio_{t:g}s_feasible"] = out.best.feasible
+                row[f"ratio_{t:g}s"] = ratio(problem, out.best.objective, ref.best.objective)
+            rows.append(row)
+            print(
+                f"{kind:<9} n={n:<5} ref {'optimum' if row['reference_proven'] else 'best'} "
+                f"{row['reference']:.4f}  "
+                + "  ".join(f"{t:g}s: {row[f'ratio_{t:g}s']:.4f}" for t in budgets),
+                flush=True,
+            )
     return rows
 
 
-def summarize_quality(family: str, n: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    def col(key: str) -> list[float]:
-        return [r[key] for r in runs if r[key] is not None]
+def ratio(problem: Problem, value: float, ref: float) -> float:
+    """Quality relative to the reference, 1.0 = as good, > 1 better (either sense).
 
-    return {
-        "family": family,
-        "n": n,
-        "runs": len(runs),
-        "fallback_vs_ref_min": min(col("ratio_fallback_vs_ref")),
-        "fallback_vs_ref_median": statistics.median(col("ratio_fallback_vs_ref")),
-        "heuristic_vs_ref_median": statistics.median(col("ratio_heuristic_vs_ref")),
-        "fallback_s_max": max(col("fallback_s")),
-        "heuristic_s_median": statistics.median(col("heuristic_s")),
-        "ref_gap_median": statistics.median(
-            [
-                max(0.0, (r["ref_bound"] - r["ref_cut"]) / r["ref_bound"])
-                for r in runs
-                if r["ref_bound"]
-            ]
-        ),
-        "fallback_gap_median": statistics.median(col("fallback_gap_to_ref_bound")),
-        "ref_proven": sum(r["ref_status"] == "OPTIMAL" for r in runs),
-        "detail": runs,
-    }
+    For minimized objectives (portfolio: risk minus return, negative when good) the
+    ratio is ``1 + (ref - value) / |ref|``.
+    """
+    if problem.sense.value == "maximize":
+        return value / ref if ref else 1.0
+    return 1.0 + (ref - value) / max(1e-12, abs(ref))
 
 
-def print_tto_header(limit: float) -> None:
-    print(f"\n== CP-SAT time to proven optimum (limit {limit:g} s per instance) ==")
-    print(f"{'family':<10} {'n':>4} {'proven':>7} {'median s':>9} {'max s':>7} {'max gap':>8}")
-
-
-def print_tto_row(r: dict[str, Any], limit: float) -> None:
-    med = f"{r['median_s_proven']:.2f}" if r["median_s_proven"] is not None else "-"
-    print(
-        f"{r['family']:<10} {r['n']:>4} {r['proven']:>3}/{r['runs']:<3} {med:>9} "
-        f"{r['max_s']:>7.2f} {r['max_gap']:>8.4f}",
-        flush=True,
-    )
-
-
-def print_quality_header(short: float, long: float) -> None:
-    print(f"\n== Fallback quality: {short:g} s budget vs CP-SAT {long:g} s (cut ratios) ==")
-    print(
-        f"{'family':<10} {'n':>4} {'fb/ref med':>10} {'fb/ref min':>10} {'heur/ref':>9} "
-        f"{'fb gap':>7} {'ref gap':>8} {'ref opt':>7} {'fb max s':>8}"
-    )
-
-
-def print_quality_row(r: dict[str, Any]) -> None:
-    print(
-        f"{r['family']:<10} {r['n']:>4} {r['fallback_vs_ref_median']:>10.4f} "
-        f"{r['fallback_vs_ref_min']:>10.4f} {r['heuristic_vs_ref_median']:>9.4f} "
-        f"{r['fallback_gap_median']:>7.4f} {r['ref_gap_median']:>8.4f} "
-        f"{r['ref_proven']:>3}/{r['runs']:<3} {r['fallback_s_max']:>8.2f}",
-        flush=True,
-    )
+def markdown(
+    gset: list[dict[str, Any]], cons: list[dict[str, Any]], budgets: list[float], ref_s: float
+) -> str:
+    cons_budgets = budgets[:2]
+    lines = [
+        f"# bench_classical ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, "
+        f"dwave-samplers {DWAVE_SAMPLERS_VERSION}, ortools {ORTOOLS_VERSION})",
+        "",
+    ]
+    if gset:
+        lines += [
+            f"Gset MaxCut (public graphs read from `{GSET_DIR}`): cut / best known cut. "
+            "*alone* = dwave-samplers' SimulatedAnnealingSampler with default settings, "
+            "repeated within the same time, best kept.",
+            "",
+            "| graph | nodes | edges | "
+            + " | ".join(f"portfolio {t:g} s | alone {t:g} s" for t in budgets)
+            + " |",
+            "|---|---|---|" + "---|---|" * len(budgets),
+        ]
+        for r in gset:
+            lines.append(
+                f"| {r['graph']} | {r['nodes']} | {r['edges']} | "
+                + " | ".join(
+                    f"{r[f'portfolio_{t:g}s']:.4f} | {r[f'library_{t:g}s']:.4f}" for t in budgets
+                )
+                + " |"
+            )
+        means = [
+            f"{statistics.fmean(r[f'portfolio_{t:g}s'] for r in gset):.4f} | "
+            f"{statistics.fmean(r[f'library_{t:g}s'] for r in gset):.4f}"
+            for t in budgets
+        ]
+        lines.append("| **mean** | | | " + " | ".join(means) + " |")
+        lines.append("")
+    else:
+        lines += [f"Gset graphs not found in `{GSET_DIR}`: MaxCut part skipped.", ""]
+    if cons:
+        lines += [
+            f"Knapsack / portfolio: quality relative to a {ref_s:g} s CP-SAT run (its proven "
+            "optimum where it proved one, else its best); 1.0 = as good, > 1 better.",
+            "",
+            "| type | n | reference | "
+            + " | ".join(f"portfolio {t:g} s" for t in cons_budgets)
+            + " |",
+            "|---|---|---|" + "---|" * len(cons_budgets),
+        ]
+        for r in cons:
+            kind = "optimum" if r["reference_proven"] else "best found"
+            lines.append(
+                f"| {r['type']} | {r['n']} | {kind} {r['reference']:.4f} | "
+                + " | ".join(f"{r[f'ratio_{t:g}s']:.4f}" for t in cons_budgets)
+                + " |"
+            )
+        lines.append("")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--seeds", type=int, default=None, help="instances per size")
+    parser.add_argument("--quick", action="store_true", help="1 s / 2 s only, short references")
+    parser.add_argument("--ref-seconds", type=float, default=None, help="CP-SAT reference run")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-gset", action="store_true")
+    parser.add_argument("--skip-constrained", action="store_true")
     args = parser.parse_args()
-    if args.quick:
-        tto_sizes, tto_limit = [10, 20, 30], 5.0
-        q_sizes, short, long = [50, 100], 1.0, 3.0
-        seeds = args.seeds or 1
-    else:
-        tto_sizes, tto_limit = [10, 20, 30, 40, 50, 60], 60.0
-        q_sizes, short, long = [50, 100, 150, 200], 1.0, 30.0
-        seeds = args.seeds or 3
-    settings = CpSatSettings()
+    budgets = [1.0, 2.0] if args.quick else [1.0, 2.0, 10.0]
+    ref_s = args.ref_seconds or (10.0 if args.quick else 60.0)
     started = time.perf_counter()
-    print(f"ortools {ORTOOLS_VERSION}, settings {settings}")
-    print_tto_header(tto_limit)
-    tto = time_to_optimal(tto_sizes, seeds, tto_limit)
-    print_quality_header(short, long)
-    quality = fallback_quality(q_sizes, seeds, short, long)
+    gset = [] if args.skip_gset else gset_rows(budgets, args.seed)
+    cons = (
+        [] if args.skip_constrained else constrained_rows(budgets[:2], ref_s, args.seed, args.quick)
+    )
+    md = markdown(gset, cons, budgets, ref_s)
+    print("\n" + md)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    base = RESULTS / f"bench_classical-{'quick-' if args.quick else ''}{stamp}"
+    base.with_suffix(".md").write_text(md)
     report = {
         "benchmark": "bench_classical",
         "created_at": datetime.now(UTC).isoformat(),
-        "quick": args.quick,
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
-        "ortools": ORTOOLS_VERSION,
-        "settings": settings.__dict__,
-        "seeds": seeds,
-        "time_to_optimal": {"limit_s": tto_limit, "rows": tto},
-        "fallback_quality": {"short_s": short, "long_s": long, "rows": quality},
+        "versions": {"dwave-samplers": DWAVE_SAMPLERS_VERSION, "ortools": ORTOOLS_VERSION},
+        "budgets_s": budgets,
+        "reference_s": ref_s,
+        "gset": gset,
+        "constrained": cons,
         "elapsed_s": time.perf_counter() - started,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"bench_classical-{'quick-' if args.quick else ''}{stamp}.json"
-    out.write_text(json.dumps(report, indent=2))
-    print(f"\nwrote {out} ({report['elapsed_s']:.0f} s)")
+    base.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {base}.md and .json ({report['elapsed_s']:.0f} s)")
 
 
 if __name__ == "__main__":

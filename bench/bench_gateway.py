@@ -58,6 +58,23 @@ def problem_msg(p: MaxCut) -> pb.Problem:
     return pb.Problem(maxcut=pb.MaxCut(num_nodes=p.num_nodes, edges=edges))
 
 
+def gateway_process(stack: LocalStack, port: int, logs: Path, **env: str) -> ServiceProcess:
+    """The gateway as a process on ``port`` against the local stack (API key :data:`KEY`)."""
+    return ServiceProcess(
+        "gateway",
+        "gateway",
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+            "DATABASE_URL": stack.dsn,
+            "QBRIDGE_GRPC_HOST": "127.0.0.1",
+            "QBRIDGE_GRPC_PORT": str(port),
+            "QBRIDGE_API_KEYS": json.dumps({KEY: "bench"}),
+            **env,
+        },
+        logs,
+    )
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -213,19 +230,7 @@ def main() -> None:
         ensure_topics(KafkaSettings(bootstrap_servers=stack.bootstrap_servers))
         pipeline = Pipeline(stack.bootstrap_servers, stack.dsn, Path(logs))
         port = free_port()
-        gateway = ServiceProcess(
-            "gateway",
-            "gateway",
-            {
-                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
-                "DATABASE_URL": stack.dsn,
-                "QBRIDGE_GRPC_HOST": "127.0.0.1",
-                "QBRIDGE_GRPC_PORT": str(port),
-                "QBRIDGE_API_KEYS": json.dumps({KEY: "bench"}),
-                "QBRIDGE_TENANT_MAX_INFLIGHT": "0",
-            },
-            Path(logs),
-        )
+        gateway = gateway_process(stack, port, Path(logs), QBRIDGE_TENANT_MAX_INFLIGHT="0")
         try:
             pipeline.start()
             gateway.start()

@@ -93,6 +93,14 @@ class SchemaMismatchError(CodecError):
     """The message was written with a schema that is not the expected subject."""
 
 
+class MessageTooLargeError(CodecError):
+    """A message is larger than its byte budget (a request's, or Kafka's ``message.max.bytes``).
+
+    Invalid input: the same bytes will always be too large, so the message goes to the
+    dead-letter topic instead of being retried.
+    """
+
+
 class SolverError(QBridgeError):
     """A solver failed while solving."""
 
@@ -125,6 +133,10 @@ class BusError(QBridgeError):
 
 class DeliveryError(BusError):
     """A produced message was not acknowledged by the broker."""
+
+
+class ProducerQueueFullError(BusError):
+    """The producer's local queue stayed full past the send deadline (broker slow or down)."""
 
 
 def classify(exc: BaseException) -> ErrorClass:

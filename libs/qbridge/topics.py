@@ -12,6 +12,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MESSAGE_MAX_BYTES = 1_048_576
+"""Largest message a qbridge producer writes (librdkafka ``message.max.bytes``), 1 MiB."""
+
+TOPIC_MAX_MESSAGE_BYTES = MESSAGE_MAX_BYTES + 65_536
+"""Topic ``max.message.bytes`` (broker ``message.max.bytes``): the producer limit plus room for
+the record-batch framing, so anything a qbridge producer accepted is also accepted by the
+broker."""
+
+MAX_REQUEST_BYTES = 921_600
+"""Byte budget of one encoded ``ProblemRequest`` (900 KiB). Intake dead-letters larger ones
+("too large") before decoding them. The envelope intake makes from a request is at most a few
+KiB larger than the request (ids, fingerprint, timestamps; the normalized problem is never
+larger than the given one), so the 124 KiB left up to :data:`MESSAGE_MAX_BYTES` guarantees
+that every accepted request's envelope can be produced."""
+
 
 @dataclass(frozen=True)
 class TopicSpec:

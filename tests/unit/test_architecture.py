@@ -32,8 +32,9 @@ Two rules:
                                                      quantum solvers (``quantum.base`` below
                                                      its adapters, ``quantum.backends`` the
                                                      factory above them)
-   3     ``contracts``                               Avro schemas, registry, codec, record
-                                                     <-> domain conversions, gRPC stubs
+   3     ``contracts``, ``qml``                      Avro schemas, registry, codec, record
+                                                     <-> domain conversions, gRPC stubs;
+                                                     quantum-kernel classification solvers
    4     ``validation``                              request acceptance (intake + gateway)
    5     ``bus``, ``service``, ``samples``           Kafka edge; service runtime (settings,
                                                      logs, HTTP, lifecycle); sample requests
@@ -61,7 +62,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"errors", "topics", "metrics"}),
     frozenset({"status", "problems", "db"}),
     frozenset({"solvers", "results"}),
-    frozenset({"contracts"}),
+    frozenset({"contracts", "qml"}),
     frozenset({"validation"}),
     frozenset({"bus", "service", "samples"}),
     frozenset({"executor", "dashboard", "cli"}),

@@ -13,8 +13,14 @@ import pytest
 from gateway.admission import Admission, OverloadedError
 from gateway.errors import CallerGoneError, NotFoundError
 from gateway.jobs import JobFactory, PermissionDeniedError
-from gateway.local import LocalSolverPool, better, heuristic_outcome, instant_outcome
-from gateway.solve import DeadlinePolicy, SolveCoordinator, plan, why_not_pipeline
+from gateway.local import LocalSolverPool, better, instant_outcome
+from gateway.solve import (
+    DeadlinePolicy,
+    SolveCoordinator,
+    beats_pipeline,
+    plan,
+    why_not_pipeline,
+)
 from gateway.tracking import JobTracker
 from qbridge.bus.follower import EventHub
 from qbridge.contracts import AvroCodec, default_registry
@@ -378,12 +384,12 @@ def test_hub_memory_is_bounded_but_keeps_watched_jobs() -> None:
 # --- local answers -------------------------------------------------------------------------
 
 
-def test_heuristic_and_better() -> None:
+def test_instant_answer_then_the_portfolio_in_the_pool() -> None:
     p = problem_from_dict(
         "knapsack", {"values": [3.0, 4.0, 5.0], "weights": [2, 3, 4], "capacity": 5}
     )
-    h = heuristic_outcome(p, 1, 0.01)
-    assert h is not None and h.best.feasible and h.provenance.backend == "gateway-local"
+    h = instant_outcome(p, 1)
+    assert h is not None and h.best.feasible and h.provenance.solver == "greedy"
     for label, problem, _ in sample_mix():
         t0 = time.perf_counter()
         inst = instant_outcome(problem, 1)
@@ -394,10 +400,24 @@ def test_heuristic_and_better() -> None:
         task = pool.submit(p, 1, time.monotonic() + 1.0)
         assert task is not None and task.done.wait(5)
         assert task.outcome is not None and task.outcome.quality.proven_optimal
-        assert better(p, h, task.outcome) is task.outcome  # ties go to CP-SAT (richer)
+        assert better(p, h, task.outcome) is task.outcome  # ties go to the second (richer)
         assert task.outcome.best.objective == 7.0
     finally:
         pool.close()
+
+
+def test_a_better_local_answer_replaces_a_classical_pipeline_answer_only() -> None:
+    p = problem_from_dict(
+        "maxcut", {"num_nodes": 4, "edges": [[0, 1, 3.0], [1, 2, 3.0], [2, 3, 3.0]]}
+    )
+    local = instant_outcome(p, 1)
+    assert local is not None and local.best.objective == 9.0
+    assert beats_pipeline(p, local, outcome("j", route="classical"))  # 9 > 4
+    assert beats_pipeline(p, local, outcome("j", route="classical", feasible=False))
+    assert not beats_pipeline(p, local, outcome("j", route="quantum"))  # asked for quantum
+    worse = dict(outcome("j", route="classical"))
+    worse["solution"] = {**worse["solution"], "objective": 9.0}
+    assert not beats_pipeline(p, local, worse)  # a tie keeps the pipeline's answer
 
 
 def test_pool_is_deadline_ordered_bounded_and_drops_stale_work() -> None:
@@ -407,14 +427,14 @@ def test_pool_is_deadline_ordered_bounded_and_drops_stale_work() -> None:
     order: list[float] = []
     solver = pool._workers[0].solver
     assert solver is not None
-    real = solver.solve
+    real = solver.run
 
-    def slow_solve(problem: Any, budget: Any) -> Any:
+    def slow_run(problem: Any, budget: Any, emit: Any = None) -> Any:
         gate.wait(5)
         order.append(budget.time_limit_s)
-        return real(problem, budget)
+        return real(problem, budget, emit)
 
-    solver.solve = slow_solve  # type: ignore[method-assign]
+    solver.run = slow_run  # type: ignore[method-assign]
     try:
         now = time.monotonic()
         first = pool.submit(p, 1, now + 10)  # taken by the worker at once, blocks on the gate

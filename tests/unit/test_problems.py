@@ -134,6 +134,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "risk_aversion": 0.5,
     },
     "jobshop": {"jobs": [[[0, 2], [1, 3]], [[1, 1], [0, 2]]]},
+    "classification": {"features": [[0.0, 1.0], [1.0, 0.5]] * 2, "labels": [0, 1] * 2, "folds": 2},
 }
 
 

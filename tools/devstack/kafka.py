@@ -58,6 +58,10 @@ DEFAULT_BROKER_CONFIG: Mapping[str, str] = {
     "background.threads": "4",
     "num.recovery.threads.per.data.dir": "1",
     "log.retention.hours": "24",
+    # Same as qbridge.topics.TOPIC_MAX_MESSAGE_BYTES (1 MiB producer limit + batch framing):
+    # topics created by other tools get the limit the producers are configured for.
+    "message.max.bytes": "1114112",
+    "replica.fetch.max.bytes": "1114112",
 }
 
 

@@ -19,7 +19,7 @@ from confluent_kafka.admin import (
 from qbridge.bus.acls import ServiceAccess, grants
 from qbridge.bus.settings import KafkaSettings
 from qbridge.errors import BusError
-from qbridge.topics import ALL_TOPICS, TopicSpec
+from qbridge.topics import ALL_TOPICS, TOPIC_MAX_MESSAGE_BYTES, TopicSpec
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ def ensure_topics(
                 config={
                     "retention.ms": str(s.retention_ms),
                     "min.insync.replicas": str(settings.min_insync_replicas),
+                    "max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES),
                 },
             )
             for s in wanted

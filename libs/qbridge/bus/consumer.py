@@ -293,13 +293,30 @@ class BusConsumer:
     def _dead_letter(
         self, msg: KafkaMessage, exc: BaseException, attempt: int, cls: ErrorClass | None = None
     ) -> None:
-        self.dlq.publish(msg, exc, attempt=attempt, error_class=cls)
-        self.dlq.producer.flush()
+        if not self.dlq.publish(msg, exc, attempt=attempt, error_class=cls):
+            # No durable DLQ copy (broker unreachable?): keep the message, try again later.
+            self._rewind(msg)
+            self._wait_alive(self.max_backoff_s)
+            return
         self._store(msg)
         self.dead_lettered += 1
 
     def _store(self, msg: KafkaMessage) -> None:
-        self._consumer.store_offsets(message=msg)
+        try:
+            self._consumer.store_offsets(message=msg)
+        except KafkaException as exc:
+            # The partition was revoked meanwhile (e.g. a rebalance after a broker restart):
+            # its new owner re-reads the message, and handlers are idempotent.
+            if exc.args and exc.args[0].code() == KafkaError._STATE:
+                logger.warning(
+                    "offset of %s[%s]@%s not stored, partition no longer assigned: %s",
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    exc,
+                )
+                return
+            raise
 
     # --- lifecycle ----------------------------------------------------------------------
 

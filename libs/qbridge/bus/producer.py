@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from qbridge.bus.settings import KafkaSettings
 from qbridge.contracts.codec import AvroCodec
-from qbridge.errors import DeliveryError
-from qbridge.topics import TopicSpec
+from qbridge.errors import (
+    BusError,
+    DeliveryError,
+    MessageTooLargeError,
+    ProducerQueueFullError,
+)
+from qbridge.topics import MESSAGE_MAX_BYTES, TopicSpec
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +29,11 @@ _PRODUCER_DEFAULTS: dict[str, Any] = {
     "linger.ms": 5,
     "compression.type": "lz4",
     "delivery.timeout.ms": 120_000,
+    "message.max.bytes": MESSAGE_MAX_BYTES,
 }
+
+SEND_DEADLINE_S = 30.0
+"""How long :meth:`BusProducer.send_raw` waits for room in a full local queue."""
 
 
 class BusProducer:
@@ -52,6 +62,7 @@ class BusProducer:
         config = {**settings.client_config(), **_PRODUCER_DEFAULTS, "client.id": client_id}
         config.update(overrides or {})
         self._producer = Producer(config)
+        self.max_message_bytes = int(config["message.max.bytes"])
         self.codec = codec
         self._lock = threading.Lock()
         self._failures: list[str] = []
@@ -87,8 +98,23 @@ class BusProducer:
         value: bytes | None,
         key: str | bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        deadline_s: float = SEND_DEADLINE_S,
     ) -> None:
-        """Produce already-encoded bytes (used for DLQ copies and tests)."""
+        """Produce already-encoded bytes (used for DLQ copies and tests).
+
+        Args:
+            topic: Topic name.
+            value: Message value.
+            key: Message key.
+            headers: Kafka headers.
+            deadline_s: How long to wait for room while the local queue is full.
+
+        Raises:
+            MessageTooLargeError: The message exceeds ``message.max.bytes`` (never retry it).
+            ProducerQueueFullError: The queue stayed full for ``deadline_s`` (transient).
+            BusError: Any other produce error (transient unless the client is broken).
+        """
+        deadline = time.monotonic() + deadline_s
         while True:
             try:
                 self._producer.produce(
@@ -99,9 +125,23 @@ class BusProducer:
                     on_delivery=self._on_delivery,
                 )
                 break
-            except BufferError:
+            except BufferError as exc:
                 # Local queue full: serve delivery reports to make room, then retry.
+                if time.monotonic() >= deadline:
+                    raise ProducerQueueFullError(
+                        f"producer queue for {topic} still full after {deadline_s:.1f}s"
+                    ) from exc
                 self._producer.poll(0.1)
+            except KafkaException as exc:
+                err = exc.args[0] if exc.args else None
+                code = err.code() if isinstance(err, KafkaError) else None
+                if code == KafkaError.MSG_SIZE_TOO_LARGE:
+                    size = len(value or b"") + len(key or b"")
+                    raise MessageTooLargeError(
+                        f"message of {size} bytes to {topic} is too large: the producer "
+                        f"limit (message.max.bytes) is {self.max_message_bytes} bytes"
+                    ) from exc
+                raise BusError(f"producing to {topic} failed: {exc}") from exc
         self._producer.poll(0)
 
     def flush(self, timeout: float = 30.0) -> None:

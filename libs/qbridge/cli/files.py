@@ -3,7 +3,7 @@
 A problem file is one JSON object::
 
     {
-      "type": "maxcut",                          # maxcut, qubo, ising, knapsack, portfolio, jobshop
+      "type": "maxcut",          # maxcut, qubo, ising, knapsack, portfolio, jobshop, classification
       "problem": {"num_nodes": 3, "edges": [[0, 1, 1.0], [1, 2, 2.0]]},
       "options": {"fallback_policy": "auto", "priority": 5},   # optional
       "description": "free text"                 # optional, ignored
@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
+from qbridge.errors import InvalidProblemError
+from qbridge.problems.payload import parse_json
 
-PROBLEM_TYPES = ("maxcut", "qubo", "ising", "knapsack", "portfolio", "jobshop")
+PROBLEM_TYPES = ("maxcut", "qubo", "ising", "knapsack", "portfolio", "jobshop", "classification")
 OPTION_KEYS = frozenset(
     {
         "fallback_policy",
@@ -58,9 +60,9 @@ def load(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ProblemFileError(f"{path}: {exc.strerror or exc}") from exc
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
-        raise ProblemFileError(f"{path}: not valid JSON: {exc}") from exc
+        doc = parse_json(text, field=str(path))
+    except InvalidProblemError as exc:  # invalid JSON, or nested absurdly deep
+        raise ProblemFileError(str(exc)) from exc
     if not isinstance(doc, dict):
         raise ProblemFileError(f"{path}: must be a JSON object with 'type' and 'problem'")
     unknown = set(doc) - {"type", "problem", "options", "description"}

@@ -19,6 +19,7 @@ from qbridge.contracts.registry import SchemaRegistry
 from qbridge.errors import (
     BadMagicByteError,
     CodecError,
+    MessageTooLargeError,
     SchemaMismatchError,
     TruncatedMessageError,
 )
@@ -45,13 +46,16 @@ class Decoded:
 class AvroCodec:
     """Encode and decode Confluent-framed Avro."""
 
-    def __init__(self, registry: SchemaRegistry) -> None:
+    def __init__(self, registry: SchemaRegistry, *, max_decode_bytes: int | None = None) -> None:
         """Create a codec.
 
         Args:
             registry: Source of schema ids and schemas.
+            max_decode_bytes: Byte budget of a message to decode; larger ones are
+                rejected before any parsing. ``None`` for no limit.
         """
         self.registry = registry
+        self.max_decode_bytes = max_decode_bytes
 
     def encode(self, subject: str, record: Mapping[str, Any]) -> bytes:
         """Encode ``record`` with the latest schema of ``subject``.
@@ -78,6 +82,7 @@ class AvroCodec:
             expected_subject: If given, the writer's record must be this subject.
 
         Raises:
+            MessageTooLargeError: Longer than ``max_decode_bytes`` (nothing was parsed).
             TruncatedMessageError: Shorter than the framing, or the body ends early.
             BadMagicByteError: First byte is not 0.
             UnknownSchemaError: The id is unknown to the registry.
@@ -88,6 +93,11 @@ class AvroCodec:
             size = 0 if data is None else len(data)
             raise TruncatedMessageError(
                 f"message of {size} bytes is shorter than the {_HEADER.size}-byte framing"
+            )
+        if self.max_decode_bytes is not None and len(data) > self.max_decode_bytes:
+            raise MessageTooLargeError(
+                f"message of {len(data)} bytes is too large: the limit is "
+                f"{self.max_decode_bytes} bytes"
             )
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC_BYTE:

@@ -8,6 +8,7 @@ from typing import Any
 
 from qbridge.errors import InvalidProblemError
 from qbridge.problems.base import Problem
+from qbridge.problems.limits import Limits
 from qbridge.problems.registry import problem_from_dict
 from qbridge.solvers.base import Candidate, Outcome, Provenance, Quality
 
@@ -22,6 +23,7 @@ _BRANCHES: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"expected_returns", "covariance", "budget", "risk_aversion"}),
     ),
     "jobshop": ("qbridge.JobShopProblem", frozenset({"jobs"})),
+    "classification": ("qbridge.ClassificationProblem", frozenset({"features", "labels", "folds"})),
 }
 
 
@@ -34,15 +36,22 @@ def branch_type(avro_problem: Mapping[str, Any]) -> str | None:
     return None
 
 
-def problem_from_avro(problem_type: str, avro_problem: Mapping[str, Any]) -> Problem:
+def problem_from_avro(
+    problem_type: str, avro_problem: Mapping[str, Any], limits: Limits | None = None
+) -> Problem:
     """Validate and normalize the problem of a request/envelope/work item.
+
+    Args:
+        problem_type: The declared type.
+        avro_problem: The decoded Avro problem record.
+        limits: If given, sizes are checked first, before any per-term validation.
 
     Raises:
         InvalidProblemError: Unknown type, a branch that contradicts ``problem_type``,
             or any semantic validation failure (with the field path).
     """
-    actual = branch_type(avro_problem)
-    if problem_type not in _BRANCHES:
+    actual = branch_type(avro_problem) if isinstance(avro_problem, Mapping) else None
+    if not isinstance(problem_type, str) or problem_type not in _BRANCHES:
         raise InvalidProblemError(
             f"unknown problem type {problem_type!r} (known: {', '.join(sorted(_BRANCHES))})",
             field="problem_type",
@@ -52,7 +61,17 @@ def problem_from_avro(problem_type: str, avro_problem: Mapping[str, Any]) -> Pro
             f"problem_type is {problem_type!r} but the problem is a {actual or 'unknown'} record",
             field="problem",
         )
-    p = avro_problem
+    try:
+        data = _avro_to_dict(problem_type, avro_problem)
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        # Only reachable with records that did not come through the Avro decoder.
+        raise InvalidProblemError(
+            f"is not a valid {problem_type} record ({type(exc).__name__}: {exc})", field="problem"
+        ) from exc
+    return problem_from_dict(problem_type, data, limits)
+
+
+def _avro_to_dict(problem_type: str, p: Mapping[str, Any]) -> dict[str, Any]:
     data: dict[str, Any]
     if problem_type == "maxcut":
         data = {
@@ -74,9 +93,9 @@ def problem_from_avro(problem_type: str, avro_problem: Mapping[str, Any]) -> Pro
         }
     elif problem_type == "jobshop":
         data = {"jobs": [[[op["machine"], op["duration"]] for op in job] for job in p["jobs"]]}
-    else:  # knapsack, portfolio: same shape on both sides
+    else:  # knapsack, portfolio, classification: same shape on both sides
         data = dict(p)
-    return problem_from_dict(problem_type, data)
+    return data
 
 
 def problem_to_avro(problem: Problem) -> tuple[str, dict[str, Any]]:

@@ -1,6 +1,7 @@
 """Problem model: validated, normalized problem types and their QUBO encodings."""
 
 from qbridge.problems.base import Evaluation, Problem, QuboEncoding, Sense
+from qbridge.problems.classification import Classification
 from qbridge.problems.knapsack import Knapsack
 from qbridge.problems.limits import Limits, check_limits
 from qbridge.problems.maxcut import MaxCut
@@ -12,6 +13,7 @@ from qbridge.problems.scheduling import JobShop, Operation
 
 __all__ = [
     "PROBLEM_TYPES",
+    "Classification",
     "Evaluation",
     "IsingProblem",
     "JobShop",

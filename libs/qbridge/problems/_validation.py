@@ -14,6 +14,19 @@ import numpy as np
 
 from qbridge.errors import InvalidProblemError
 
+MAX_ABS_VALUE = 1e100
+"""Largest accepted magnitude of a real coefficient. Far beyond any real data, and small
+enough that the sums and products the encodings form (penalties, QUBO terms, objective
+values over up to millions of terms) can never overflow to ``inf``."""
+
+MAX_DIMENSION = 1 << 24
+"""Hard ceiling of a problem's declared size (nodes, variables, machine ids), whatever
+the configured limits: beyond it even allocating one value per variable is unreasonable."""
+
+MAX_EXACT_INTEGER = 1 << 53
+"""Ceiling of integer data that is summed (knapsack weights, job durations): sums stay
+exact in float64 and far from int64 overflow in the solvers."""
+
 
 def check_payload(
     data: object, *, required: Iterable[str], optional: Iterable[str] = ()
@@ -41,26 +54,44 @@ def check_payload(
     return data
 
 
-def as_int(v: object, where: str, *, minimum: int | None = None) -> int:
-    """An integer (bools and floats rejected), optionally bounded below."""
+def as_int(v: object, where: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (bools and floats rejected), optionally bounded."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-        raise InvalidProblemError(f"must be an integer, got {v!r}", field=where)
+        raise InvalidProblemError(f"must be an integer, got {_short(v)}", field=where)
     i = int(v)
     if minimum is not None and i < minimum:
         raise InvalidProblemError(f"must be >= {minimum}, got {i}", field=where)
+    if maximum is not None and i > maximum:
+        raise InvalidProblemError(f"must be <= {maximum}, got {i}", field=where)
     return i
 
 
-def as_float(v: object, where: str, *, minimum: float | None = None) -> float:
-    """A finite float (bools and strings rejected), optionally bounded below.
+def _short(v: object) -> str:
+    """``repr`` of a rejected value, cut so an error message stays small."""
+    text = repr(v)
+    return text if len(text) <= 80 else f"{text[:77]}..."
 
-    ``-0.0`` is normalized to ``0.0`` so that it cannot change a fingerprint.
+
+def as_float(v: object, where: str, *, minimum: float | None = None) -> float:
+    """A finite float of magnitude at most :data:`MAX_ABS_VALUE`, optionally bounded below.
+
+    Bools and strings are rejected. ``-0.0`` is normalized to ``0.0`` so that it cannot
+    change a fingerprint.
     """
     if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise InvalidProblemError(f"must be a number, got {v!r}", field=where)
-    f = float(v)
+        raise InvalidProblemError(f"must be a number, got {_short(v)}", field=where)
+    try:
+        f = float(v)
+    except OverflowError:  # an int beyond the float range
+        raise InvalidProblemError(
+            f"magnitude must be at most {MAX_ABS_VALUE:g}, got {_short(v)}", field=where
+        ) from None
     if not math.isfinite(f):
         raise InvalidProblemError(f"must be finite, got {f}", field=where)
+    if abs(f) > MAX_ABS_VALUE:
+        raise InvalidProblemError(
+            f"magnitude must be at most {MAX_ABS_VALUE:g}, got {f:g}", field=where
+        )
     if minimum is not None and f < minimum:
         raise InvalidProblemError(f"must be >= {minimum}, got {f}", field=where)
     return f + 0.0

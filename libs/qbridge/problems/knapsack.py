@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from qbridge.errors import InvalidProblemError
 from qbridge.problems._validation import (
+    MAX_EXACT_INTEGER,
     as_float,
     as_int,
     as_sequence,
@@ -58,8 +59,19 @@ class Knapsack(Problem):
             raise InvalidProblemError("must have at least one item", field="values")
         values = tuple(as_float(v, f"values[{i}]", minimum=0.0) for i, v in enumerate(vals))
         wts = as_sequence(self.weights, "weights", length=len(values))
-        weights = tuple(as_int(w, f"weights[{i}]", minimum=1) for i, w in enumerate(wts))
-        capacity = as_int(self.capacity, "capacity", minimum=0)
+        weights = tuple(
+            as_int(w, f"weights[{i}]", minimum=1, maximum=MAX_EXACT_INTEGER)
+            for i, w in enumerate(wts)
+        )
+        total = sum(weights)
+        if total > MAX_EXACT_INTEGER:
+            # Sums of weights must stay exact and far from int64 overflow in every solver
+            # (numpy greedy, CP-SAT, the float LP bound).
+            raise InvalidProblemError(
+                f"weights sum to {total}, at most {MAX_EXACT_INTEGER} (2^53) allowed",
+                field="weights",
+            )
+        capacity = as_int(self.capacity, "capacity", minimum=0, maximum=MAX_EXACT_INTEGER)
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "weights", weights)
         object.__setattr__(self, "capacity", capacity)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence, Sized
 from dataclasses import dataclass
+from typing import Any
 
 from qbridge.errors import ProblemTooLargeError
 from qbridge.problems.base import Problem
@@ -84,3 +86,61 @@ def check_limits(problem: Problem, limits: Limits) -> None:
         else:
             qubits = problem.num_qubits()
         _check(qubits, limits.max_qubits, "qubits after encoding", "num_qubits")
+
+
+def _length(data: Mapping[str, Any], key: str) -> int:
+    """Length of a list-like field; 0 for anything else (the constructor rejects it)."""
+    v = data.get(key)
+    return len(v) if isinstance(v, Sized) and not isinstance(v, (str, bytes, Mapping)) else 0
+
+
+def _declared(data: Mapping[str, Any], key: str) -> int:
+    """A declared integer size; 0 if it is not an integer (the constructor rejects it)."""
+    v = data.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+
+def check_payload_limits(kind: str, data: Mapping[str, Any], limits: Limits) -> None:
+    """Reject a raw problem payload (the ``to_dict`` form) that exceeds a limit.
+
+    Runs before the problem is built: validation loops over every term and some checks
+    are expensive (the portfolio PSD check is an O(n^3) eigendecomposition), so a
+    payload that is too large must be refused by counting, before any of that work.
+    :func:`check_limits` still runs on the built problem (qubits after encoding...).
+
+    Raises:
+        ProblemTooLargeError: With the field that is too large.
+    """
+    if not isinstance(data, Mapping):
+        return  # the constructor rejects it with its own message
+    if kind == "jobshop":
+        jobs = data.get("jobs")
+        if isinstance(jobs, Sequence) and not isinstance(jobs, (str, bytes)):
+            ops = sum(len(j) for j in jobs if isinstance(j, Sized))
+            _check(ops, limits.max_jobshop_operations, "operations", "jobs")
+        return
+    sizes = {
+        "maxcut": (_declared(data, "num_nodes"), _length(data, "edges"), "edges"),
+        "qubo": (
+            max(_declared(data, "num_variables"), _length(data, "linear")),
+            _length(data, "quadratic"),
+            "quadratic",
+        ),
+        "ising": (_length(data, "h"), _length(data, "J"), "J"),
+        "knapsack": (_length(data, "values"), 0, ""),
+        "portfolio": (
+            max(_length(data, "expected_returns"), _length(data, "covariance")),
+            0,
+            "covariance",
+        ),
+    }.get(kind)
+    if sizes is None:
+        return
+    variables, terms, term_field = sizes
+    # Same fields as check_limits reports, whichever check fires.
+    _check(variables, limits.max_variables, "variables", "num_variables")
+    if kind == "portfolio":
+        terms = variables * (variables - 1) // 2
+    _check(terms, limits.max_edges, "quadratic terms", term_field)
+    if kind == "knapsack":
+        _check(_declared(data, "capacity"), limits.max_knapsack_capacity, "capacity", "capacity")

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from qbridge.errors import InvalidProblemError
 from qbridge.problems._validation import (
+    MAX_DIMENSION,
     as_int,
     check_binary_assignment,
     check_payload,
@@ -43,7 +44,7 @@ class MaxCut(Problem):
     edges: tuple[tuple[int, int, float], ...] = ()
 
     def __post_init__(self) -> None:
-        n = as_int(self.num_nodes, "num_nodes", minimum=1)
+        n = as_int(self.num_nodes, "num_nodes", minimum=1, maximum=MAX_DIMENSION)
         merged = index_triples(self.edges, n, "edges", allow_diagonal=False)
         object.__setattr__(self, "num_nodes", n)
         object.__setattr__(self, "edges", tuple((i, j, w) for (i, j), w in merged.items()))
@@ -51,6 +52,10 @@ class MaxCut(Problem):
     @property
     def num_variables(self) -> int:
         """One bit per node."""
+        return self.num_nodes
+
+    def num_qubits(self) -> int:
+        """One qubit per node (no slack bits), without building the QUBO."""
         return self.num_nodes
 
     @property

@@ -58,6 +58,11 @@ class Portfolio(Problem):
         n = len(mu)
         if n == 0:
             raise InvalidProblemError("must have at least one asset", field="expected_returns")
+        # Cheap checks first: the PSD check below is an O(n^3) eigendecomposition.
+        budget = as_int(self.budget, "budget", minimum=1)
+        if budget > n:
+            raise InvalidProblemError(f"must be <= number of assets {n}, got {budget}", "budget")
+        q = as_float(self.risk_aversion, "risk_aversion", minimum=0.0)
         rows = as_sequence(self.covariance, "covariance", length=n)
         cov = np.array(
             [as_float_list(r, f"covariance[{i}]", length=n) for i, r in enumerate(rows)],
@@ -78,10 +83,6 @@ class Portfolio(Problem):
                 f"not positive semidefinite (smallest eigenvalue {min_eig:.3g})",
                 field="covariance",
             )
-        budget = as_int(self.budget, "budget", minimum=1)
-        if budget > n:
-            raise InvalidProblemError(f"must be <= number of assets {n}, got {budget}", "budget")
-        q = as_float(self.risk_aversion, "risk_aversion", minimum=0.0)
         object.__setattr__(self, "expected_returns", mu)
         object.__setattr__(
             self, "covariance", tuple(tuple(float(v) + 0.0 for v in row) for row in cov)

@@ -86,6 +86,9 @@ class Qubo:
             key = (i, j) if i < j else (j, i)
             quad[key] = quad.get(key, 0.0) + val
         quad = {k: v for k, v in sorted(quad.items()) if v != 0.0}
+        # Finite terms can still sum to inf (e.g. encodings of huge data): reject, typed.
+        if not (all(map(math.isfinite, lin)) and all(map(math.isfinite, quad.values()))):
+            raise InvalidProblemError("coefficients overflow to infinity", field="quadratic")
         return cls(
             num_variables=num_variables,
             linear=tuple(float(v) for v in lin),

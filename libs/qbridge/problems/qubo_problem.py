@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from qbridge.errors import InvalidProblemError
 from qbridge.problems._validation import (
+    MAX_DIMENSION,
     as_float,
     as_float_list,
     as_int,
@@ -74,7 +75,7 @@ class QuboProblem(Problem):
             InvalidProblemError: With the field path of the first invalid value.
         """
         check_payload(data, required=("num_variables",), optional=("linear", "quadratic", "offset"))
-        n = as_int(data["num_variables"], "num_variables", minimum=1)
+        n = as_int(data["num_variables"], "num_variables", minimum=1, maximum=MAX_DIMENSION)
         linear = list(as_float_list(data.get("linear", [0.0] * n), "linear", length=n))
         quad = index_triples(data.get("quadratic", []), n, "quadratic", allow_diagonal=True)
         offset = as_float(data.get("offset", 0.0), "offset")
@@ -123,6 +124,10 @@ class IsingProblem(Problem):
     @property
     def num_variables(self) -> int:
         """One bit per spin."""
+        return len(self.h)
+
+    def num_qubits(self) -> int:
+        """One qubit per spin (no slack bits), without building the QUBO."""
         return len(self.h)
 
     def spins(self, assignment: Sequence[int]) -> tuple[int, ...]:

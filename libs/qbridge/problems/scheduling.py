@@ -10,7 +10,13 @@ from typing import Any, ClassVar
 import numpy as np
 
 from qbridge.errors import InvalidProblemError, NotEligibleError
-from qbridge.problems._validation import as_int, as_sequence, check_payload
+from qbridge.problems._validation import (
+    MAX_DIMENSION,
+    MAX_EXACT_INTEGER,
+    as_int,
+    as_sequence,
+    check_payload,
+)
 from qbridge.problems.base import Evaluation, Problem, QuboEncoding, Sense
 
 logger = logging.getLogger(__name__)
@@ -60,10 +66,17 @@ class JobShop(Problem):
                 if isinstance(op, Operation):
                     op = (op.machine, op.duration)
                 pair = as_sequence(op, where, length=2)
-                machine = as_int(pair[0], f"{where}[0]", minimum=0)
-                duration = as_int(pair[1], f"{where}[1]", minimum=1)
+                machine = as_int(pair[0], f"{where}[0]", minimum=0, maximum=MAX_DIMENSION)
+                duration = as_int(pair[1], f"{where}[1]", minimum=1, maximum=MAX_EXACT_INTEGER)
                 ops.append(Operation(machine, duration))
             jobs.append(tuple(ops))
+        total = sum(op.duration for job in jobs for op in job)
+        if total > MAX_EXACT_INTEGER:
+            # The solvers' time domains are 0..sum of durations: keep them far from int64.
+            raise InvalidProblemError(
+                f"durations sum to {total}, at most {MAX_EXACT_INTEGER} (2^53) allowed",
+                field="jobs",
+            )
         object.__setattr__(self, "jobs", tuple(jobs))
 
     @property

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from qbridge.problems.limits import Limits
+from qbridge.topics import MAX_REQUEST_BYTES
 from qbridge.validation.accept import RequestBounds
 
 _LIMITS = Limits()
@@ -46,6 +47,9 @@ class ProblemLimitsSettings(BaseSettings):
         max_jobshop_operations: Job-shop operations.
         max_jobshop_horizon: Job-shop sum of durations.
         max_knapsack_capacity: Knapsack capacity.
+        max_request_bytes: Byte budget of one encoded request (``QBRIDGE_MAX_REQUEST_BYTES``);
+            larger ones are rejected before they are parsed ("too large"). Keep it below
+            the producers' ``message.max.bytes`` (see :data:`qbridge.topics.MAX_REQUEST_BYTES`).
     """
 
     model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore")
@@ -56,6 +60,7 @@ class ProblemLimitsSettings(BaseSettings):
     max_jobshop_operations: int | None = _LIMITS.max_jobshop_operations
     max_jobshop_horizon: int | None = _LIMITS.max_jobshop_horizon
     max_knapsack_capacity: int | None = _LIMITS.max_knapsack_capacity
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
     def limits(self) -> Limits:
         """The problem size limits."""

@@ -499,6 +499,23 @@ class CpSatSolver(Solver):
             NotEligibleError: The problem is too large or of an unsupported type.
             SolverError: CP-SAT rejected the model (a defect).
         """
+        return self.solve_from(problem, budget, None)
+
+    def solve_from(
+        self, problem: Problem, budget: Budget, starts: Sequence[tuple[int, ...]] | None
+    ) -> Outcome:
+        """Like :meth:`solve`, with given starting assignments instead of the warm start.
+
+        Args:
+            problem: The problem.
+            budget: Time limit (all of it for the search), seed, top N.
+            starts: Assignments of the problem, best first: the first is the hint and
+                all are candidates. None runs the built-in warm start.
+
+        Raises:
+            NotEligibleError: The problem is too large or of an unsupported type.
+            SolverError: CP-SAT rejected the model (a defect).
+        """
         elig = self.eligibility(problem)
         if not elig.eligible:
             raise NotEligibleError(elig.reason)
@@ -507,7 +524,9 @@ class CpSatSolver(Solver):
         limit = max(0.0, budget.time_limit_s)
         deadline = t0 + limit
         pool: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
-        if st.warm_start:
+        if starts is not None:
+            pool = [(tuple(a), tuple(a)) for a in starts]
+        elif st.warm_start:
             pool = _warm_start(problem, budget, st, t0 + st.warm_start_share * limit)
         t_warm = time.monotonic()
         built = _build(problem, st, limit)
@@ -648,8 +667,12 @@ def _quadratic_terms(problem: Problem) -> int:
     return 0
 
 
-def _simple_bound(problem: Problem) -> float | None:
-    """A cheap valid bound, used when CP-SAT has none (or a weaker one)."""
+def simple_bound(problem: Problem) -> float | None:
+    """A cheap valid bound on the objective (None if the type has none).
+
+    Used when CP-SAT has no bound (or a weaker one), and by heuristics to stop
+    early when an answer meets it.
+    """
     if isinstance(problem, MaxCut):
         return float(sum(max(w, 0.0) for _, _, w in problem.edges))
     if isinstance(problem, Knapsack):
@@ -695,7 +718,7 @@ def _quality(problem: Problem, built: _Model, search: _Search, best: Candidate) 
         b = raw + sc.max_error if problem.sense is Sense.MAXIMIZE else raw - sc.max_error
         if math.isfinite(b):
             bounds.append(b)
-    simple = _simple_bound(problem)
+    simple = simple_bound(problem)
     if simple is not None:
         bounds.append(simple)
     bound: float | None = None

@@ -40,8 +40,8 @@ JOB_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:qbridge:job")
 
 MAX_SEED = 2**63 - 1
 
-_INTEGER_OUTPUT_KINDS = frozenset({"jobshop"})
-"""Problem types whose solution values are integers (start times), not bits."""
+_INTEGER_OUTPUT_KINDS = frozenset({"jobshop", "classification"})
+"""Problem types whose solution values are integers (start times, labels), not bits."""
 
 
 class InvalidRequestError(InvalidProblemError):
@@ -216,6 +216,11 @@ def _tags(value: Any, bounds: RequestBounds) -> dict[str, str]:
             raise _bad("tags", f"key {k!r} must be 1..{bounds.max_tag_key_chars} characters")
         if not isinstance(v, str) or len(v) > bounds.max_tag_value_chars:
             raise _bad(f"tags.{k}", f"must be a string of at most {bounds.max_tag_value_chars}")
+        # PostgreSQL text cannot hold NUL: such a job could never be stored.
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in k):
+            raise _bad("tags", f"key {k!r} must not contain control characters")
+        if "\x00" in v:
+            raise _bad(f"tags.{k}", "must not contain NUL (\\x00) characters")
         out[k] = v
     return out
 
@@ -269,7 +274,7 @@ def accept(
         )
 
     policy = request.get("fallback_policy", "auto")
-    if policy not in FALLBACK_POLICIES:
+    if not isinstance(policy, str) or policy not in FALLBACK_POLICIES:
         raise _bad(
             "fallback_policy",
             f"must be one of {', '.join(sorted(FALLBACK_POLICIES))}, got {policy!r}",
@@ -299,7 +304,7 @@ def accept(
     if not isinstance(avro_problem, Mapping):
         raise InvalidProblemError("must be a problem record", field="problem")
     try:
-        problem = problem_from_avro(problem_type, avro_problem)
+        problem = problem_from_avro(problem_type, avro_problem, limits)
         check_limits(problem, limits)
         qubits = num_qubits(problem)
     except InvalidProblemError as exc:

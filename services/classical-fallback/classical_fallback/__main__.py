@@ -1,4 +1,4 @@
-"""`python -m classical_fallback`: the shared executor app with the CP-SAT solver."""
+"""`python -m classical_fallback`: the shared executor app with the classical portfolio."""
 
 from __future__ import annotations
 

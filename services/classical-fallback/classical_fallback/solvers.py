@@ -6,24 +6,33 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from qbridge.errors import BackendUnavailableError
+from qbridge.qml.solvers import KernelBaselineSolver
 from qbridge.solvers.base import Solver
-from qbridge.solvers.classical import CpSatSettings, CpSatSolver
+from qbridge.solvers.classical import CpSatSettings
+from qbridge.solvers.portfolio import ClassicalPortfolio, PortfolioSettings
 
 
 class ClassicalSolvers:
-    """One CP-SAT solver per process, for the backends this executor serves.
+    """One classical portfolio per process, for the backends this executor serves.
+
+    The portfolio (:mod:`qbridge.solvers.portfolio`) is the same module the gateway and
+    the orchestrator answer with: native heuristics for large QUBO-family problems,
+    CP-SAT where it proves optimality.
 
     Args:
         backends: Accepted values of the work item's ``backend`` field.
-        settings: CP-SAT settings.
+        settings: CP-SAT settings of the portfolio's exact member.
     """
 
     def __init__(self, backends: Iterable[str], settings: CpSatSettings | None = None) -> None:
         self.backends = frozenset(backends)
-        self.solver: Solver = CpSatSolver(settings)
+        self.solver: Solver = ClassicalPortfolio(
+            PortfolioSettings(cpsat=settings or CpSatSettings())
+        )
+        self.classifier: Solver = KernelBaselineSolver()
 
     def prewarm(self, backends: Iterable[str]) -> None:
-        """Nothing to build ahead: CP-SAT models are made per problem."""
+        """Nothing to build ahead: models are made per problem."""
 
     def for_item(self, item: Mapping[str, Any]) -> Solver:
         """The solver of ``item``.
@@ -37,4 +46,6 @@ class ClassicalSolvers:
                 f"classical backend {backend!r} is not served here "
                 f"(available: {', '.join(sorted(self.backends))})"
             )
+        if item.get("problem_type") == KernelBaselineSolver.problem_type:
+            return self.classifier
         return self.solver

@@ -51,9 +51,8 @@ class GatewaySettings(
             GIL) or ``thread``.
         local_queue_limit: Pending local solves at most; beyond, only the instant
             heuristic answer is computed.
-        local_max_budget_ms: Longest CP-SAT run of the gateway's own answer.
-        heuristic_budget_ms: Time of the local heuristics before CP-SAT (at most 20% of
-            the time left).
+        local_max_budget_ms: Longest local run of the classical portfolio (the gateway's
+            own answer); the rest of a longer deadline is not used locally.
         max_inflight_solves: Solve calls in flight at most (RESOURCE_EXHAUSTED beyond).
         tenant_max_inflight: Solve calls in flight per tenant at most (0 = no limit).
         max_watchers: Concurrent WatchJob streams at most.
@@ -103,8 +102,7 @@ class GatewaySettings(
     local_workers: int = Field(default=2, ge=1)
     local_mode: Literal["process", "thread"] = "process"
     local_queue_limit: int = Field(default=32, ge=0)
-    local_max_budget_ms: int = Field(default=5_000, ge=0)
-    heuristic_budget_ms: int = Field(default=50, ge=1)
+    local_max_budget_ms: int = Field(default=60_000, ge=0)
 
     max_inflight_solves: int = Field(default=64, ge=1)
     tenant_max_inflight: int = Field(default=32, ge=0)

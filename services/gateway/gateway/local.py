@@ -1,22 +1,20 @@
 """The gateway's own classical answer: the hedge that makes Solve's deadline unconditional.
 
-Three layers, cheapest first:
+The answers come from the classical portfolio (:mod:`qbridge.solvers.portfolio`, the
+same module as the classical executor and the orchestrator's last resort):
 
-* an *instant* answer computed on the calling thread in about a millisecond: greedy for
-  constrained types, one sequential greedy pass over the QUBO for the others. A feasible
-  answer exists at once, whatever the load;
-* the heuristics of :func:`qbridge.solvers.fallback.last_resort` (restarts and tabu
-  search for a few tens of ms), then
-* CP-SAT (:class:`~qbridge.solvers.classical.CpSatSolver`) with the time left before the
-  caller's deadline.
+* an *instant* answer computed on the calling thread in about a millisecond
+  (:func:`~qbridge.solvers.portfolio.instant_outcome`): a feasible answer exists at once,
+  whatever the load;
+* then the anytime portfolio with the time left before the caller's deadline, in a
+  small pool of worker *processes* (threads with ``mode="thread"``), so solver CPU never
+  competes with the gRPC threads for the GIL. Each improvement is sent back as soon as
+  it exists, so the caller holds the best answer so far whenever it must answer.
 
-The last two run in a small pool of worker *processes* (threads with
-``mode="thread"``), so solver CPU never competes with the gRPC threads for the GIL:
-the gateway stays punctual under load; they also run at a lower CPU priority (nice
-:data:`WORKER_NICE`), so the hedge never slows the gateway or the pipeline it hedges.
-The pool is earliest-deadline-first and bounded; work of callers who have gone, or
-whose deadline is too close to be useful, is dropped before it starts, and a worker
-that overruns a deadline grossly is replaced.
+Workers run at a lower CPU priority (nice :data:`WORKER_NICE`), so the hedge never
+slows the gateway or the pipeline it hedges. The pool is earliest-deadline-first and
+bounded; work of callers who have gone, or whose deadline is too close to be useful, is
+dropped before it starts, and a worker that overruns a deadline grossly is replaced.
 """
 
 from __future__ import annotations
@@ -37,25 +35,19 @@ from typing import Any, Literal
 from prometheus_client import Counter
 
 from qbridge.problems.base import Problem
-from qbridge.problems.knapsack import Knapsack
-from qbridge.problems.portfolio import Portfolio
-from qbridge.problems.qubo import Qubo
-from qbridge.problems.scheduling import JobShop
 from qbridge.samples import sample_mix
-from qbridge.solvers import heuristics
-from qbridge.solvers.base import (
-    Budget,
-    Candidate,
-    Outcome,
-    Provenance,
-    Quality,
-    Route,
-    Timings,
+from qbridge.solvers.base import Budget, Outcome
+from qbridge.solvers.classical import CpSatSettings
+from qbridge.solvers.portfolio import (
+    ClassicalPortfolio,
+    PortfolioSettings,
+    better,
+    instant_outcome,
 )
-from qbridge.solvers.classical import CpSatSettings, CpSatSolver
-from qbridge.solvers.fallback import last_resort
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["LocalSolverPool", "LocalTask", "better", "instant_outcome", "solve_locally"]
 
 LOCAL_SOLVES = Counter(
     "qbridge_gateway_local_solves_total",
@@ -63,195 +55,52 @@ LOCAL_SOLVES = Counter(
     ["solver", "result"],
 )
 
-LOCAL_BACKEND = "gateway-local"
 MIN_USEFUL_S = 0.01
 """A local run with less time than this left is not started."""
-INSTANT_GREEDY_MAX_TERMS = 50_000
-"""Above this many quadratic terms the instant answer is all zeros (no greedy pass)."""
-INSTANT_SMALL = 200
-"""Up to this many variables the library's (super-linear) greedy heuristics are instant."""
+SEND_RESERVE_S = 0.005
+"""The local run ends this long before the answer time (its last report travels back)."""
 WORKER_NICE = 10
 """Worker processes run at a lower CPU priority than the gateway's gRPC threads."""
 OVERRUN_GRACE_S = 3.0
 """A worker still busy this long after its task's deadline is replaced."""
 
-
-def _outcome(problem: Problem, best: Candidate, solver: str, seed: int, started: float) -> Outcome:
-    return Outcome(
-        best=best,
-        candidates=(best,),
-        quality=Quality(),
-        provenance=Provenance(
-            route=Route.CLASSICAL,
-            solver=solver,
-            backend=LOCAL_BACKEND,
-            seed=seed,
-            timings=Timings(execute_s=time.perf_counter() - started),
-        ),
-    )
-
-
-def greedy_qubo(qubo: Qubo) -> tuple[int, ...]:
-    """One sequential greedy pass over the bits, O(n + terms) in pure Python.
-
-    Each bit takes the value that lowers the energy given the bits already set (for
-    MaxCut this is the classic greedy cut).
-    """
-    n = qubo.num_variables
-    field_ = list(qubo.linear)
-    neighbours: list[list[tuple[int, float]]] = [[] for _ in range(n)]
-    for (i, j), q in qubo.quadratic.items():
-        neighbours[i].append((j, q))
-        neighbours[j].append((i, q))
-    x = [0] * n
-    for i in range(n):
-        if field_[i] < 0:
-            x[i] = 1
-            for j, q in neighbours[i]:
-                field_[j] += q
-    return tuple(x)
-
-
-def _knapsack_density(problem: Knapsack) -> tuple[int, ...]:
-    order = sorted(
-        range(problem.num_variables), key=lambda i: -problem.values[i] / problem.weights[i]
-    )
-    x = [0] * problem.num_variables
-    load = 0
-    for i in order:
-        if load + problem.weights[i] <= problem.capacity:
-            x[i] = 1
-            load += problem.weights[i]
-    return tuple(x)
-
-
-def _portfolio_top(problem: Portfolio) -> tuple[int, ...]:
-    mu = problem.expected_returns
-    score = [mu[i] - problem.risk_aversion * problem.covariance[i][i] for i in range(len(mu))]
-    chosen = set(sorted(range(len(mu)), key=lambda i: -score[i])[: problem.budget])
-    return tuple(int(i in chosen) for i in range(len(mu)))
-
-
-def _jobshop_serial(problem: JobShop) -> tuple[int, ...]:
-    starts, t = [], 0
-    for job in problem.jobs:
-        for op in job:
-            starts.append(t)
-            t += op.duration
-    return tuple(starts)
-
-
-def instant_assignments(problem: Problem, seed: int) -> list[tuple[int, ...]]:
-    """Candidate assignments computed in about a millisecond, whatever the problem size.
-
-    The library's greedy heuristics are used while they are cheap; beyond the size
-    thresholds an O(n log n) construction takes over (density greedy, top-k assets, a
-    serial schedule, a greedy pass or all zeros for QUBOs).
-    """
-    del seed  # deterministic constructions
-    if isinstance(problem, Knapsack):
-        if problem.num_variables <= INSTANT_SMALL:
-            return [a for a, _ in heuristics.knapsack_greedy(problem).solutions]
-        return [_knapsack_density(problem)]
-    if isinstance(problem, Portfolio):
-        if problem.num_variables <= INSTANT_SMALL:
-            return [a for a, _ in heuristics.portfolio_greedy(problem).solutions]
-        return [_portfolio_top(problem)]
-    if isinstance(problem, JobShop):
-        if problem.num_variables <= INSTANT_SMALL:
-            return [a for a, _ in heuristics.jobshop_dispatch(problem).solutions]
-        return [_jobshop_serial(problem)]
-    enc = problem.to_qubo()
-    zeros = (0,) * enc.qubo.num_variables
-    if len(enc.qubo.quadratic) > INSTANT_GREEDY_MAX_TERMS:
-        return [enc.decode(zeros)]
-    greedy = enc.decode(greedy_qubo(enc.qubo))
-    if problem.kind in ("maxcut", "qubo", "ising"):
-        return [greedy]  # unconstrained, and the pass never raises the energy of all zeros
-    return [greedy, enc.decode(zeros)]
-
-
-def instant_outcome(problem: Problem, seed: int) -> Outcome | None:
-    """A feasible answer in about a millisecond (None only if none was found)."""
-    started = time.perf_counter()
-    try:
-        best: Candidate | None = None
-        for a in instant_assignments(problem, seed):
-            ev = problem.evaluate(a)
-            if ev.feasible and (best is None or problem.is_better(ev.objective, best.objective)):
-                best = Candidate(tuple(a), ev.objective, True)
-    except Exception:
-        logger.exception("instant answer failed on a %s problem", problem.kind)
-        LOCAL_SOLVES.labels("greedy", "error").inc()
-        return None
-    if best is None:
-        LOCAL_SOLVES.labels("greedy", "none").inc()
-        return None
-    LOCAL_SOLVES.labels("greedy", "ok").inc()
-    return _outcome(problem, best, "greedy", seed, started)
-
-
-def heuristic_outcome(problem: Problem, seed: int, time_limit_s: float) -> Outcome | None:
-    """The heuristics of ``last_resort`` as an :class:`Outcome` (None if nothing feasible)."""
-    started = time.perf_counter()
-    best = last_resort(problem, seed, time_limit_s=max(0.001, time_limit_s))
-    return None if best is None else _outcome(problem, best, "heuristic", seed, started)
-
-
-def better(problem: Problem, a: Outcome | None, b: Outcome | None) -> Outcome | None:
-    """The better of two outcomes: feasible first, then by objective.
-
-    Ties go to ``b`` (pass the richer answer second: CP-SAT reports bounds and proofs).
-    """
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if a.best.feasible != b.best.feasible:
-        return a if a.best.feasible else b
-    return a if problem.is_better(a.best.objective, b.best.objective) else b
-
-
 Emit = Callable[[str, Any], None]
 
 
 def solve_locally(
-    solver: CpSatSolver,
-    problem: Problem,
-    seed: int,
-    heuristic_s: float,
-    cpsat_s: float,
-    emit: Emit,
+    solver: ClassicalPortfolio, problem: Problem, seed: int, budget_s: float, emit: Emit
 ) -> None:
-    """Heuristics, then CP-SAT; each result is emitted as soon as it exists.
+    """The portfolio within ``budget_s``; every improvement is emitted as it happens.
 
-    Emits ``("heuristic", Outcome | None)``, then ``("cp-sat", Outcome)`` or
-    ``("error", message)``, then ``("done", None)``.
+    Emits ``("improved", Outcome)`` (one or more), or ``("error", message)``, then
+    ``("done", None)``.
     """
     try:
-        emit("heuristic", heuristic_outcome(problem, seed, heuristic_s))
-        if cpsat_s >= MIN_USEFUL_S:
-            emit("cp-sat", solver.solve(problem, Budget(time_limit_s=cpsat_s, seed=seed)))
+        solver.run(
+            problem,
+            Budget(time_limit_s=budget_s, seed=seed),
+            emit=lambda outcome: emit("improved", outcome),
+        )
     except Exception as exc:
         emit("error", f"{type(exc).__name__}: {exc}")
     finally:
         emit("done", None)
 
 
-def warm_up(solver: CpSatSolver) -> float:
-    """Run every solver once per problem type (first calls are slow); returns seconds."""
+def warm_up(solver: ClassicalPortfolio) -> float:
+    """Run the portfolio once per problem type (first calls are slow); returns seconds."""
     started = time.perf_counter()
     for _label, problem, _over in sample_mix(seed=1):
         instant_outcome(problem, 1)
-        solve_locally(solver, problem, 1, 0.005, 0.05, lambda _k, _v: None)
+        solve_locally(solver, problem, 1, 0.05, lambda _k, _v: None)
     return time.perf_counter() - started
 
 
-def _worker_main(conn: Connection, settings: CpSatSettings) -> None:  # pragma: no cover
+def _worker_main(conn: Connection, settings: PortfolioSettings) -> None:  # pragma: no cover
     """Body of a worker process: warm up, then serve tasks until told to stop."""
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICE)
-    solver = CpSatSolver(settings)
+    solver = ClassicalPortfolio(settings)
     warm_up(solver)
     conn.send(("ready", None))
     while True:
@@ -261,8 +110,8 @@ def _worker_main(conn: Connection, settings: CpSatSettings) -> None:  # pragma: 
             return
         if msg is None:
             return
-        problem, seed, heuristic_s, cpsat_s = msg
-        solve_locally(solver, problem, seed, heuristic_s, cpsat_s, lambda k, v: conn.send((k, v)))
+        problem, seed, budget_s = msg
+        solve_locally(solver, problem, seed, budget_s, lambda k, v: conn.send((k, v)))
 
 
 @dataclass(order=True)
@@ -274,7 +123,6 @@ class LocalTask:
     problem: Problem = field(compare=False)
     seed: int = field(compare=False)
     done: threading.Event = field(default_factory=threading.Event, compare=False)
-    heuristic: Outcome | None = field(default=None, compare=False)
     outcome: Outcome | None = field(default=None, compare=False)
     error: str | None = field(default=None, compare=False)
     cancelled: bool = field(default=False, compare=False)
@@ -285,15 +133,13 @@ class LocalTask:
         self.cancelled = True
 
     def best(self) -> Outcome | None:
-        """The best result so far (CP-SAT preferred on ties)."""
-        return better(self.problem, self.heuristic, self.outcome)
+        """The best answer so far (None before the first report)."""
+        return self.outcome
 
     def on(self, kind: str, value: Any) -> None:
-        """Record one emitted result."""
-        if kind == "heuristic":
-            self.heuristic = value
-        elif kind == "cp-sat":
-            self.outcome = value
+        """Record one emitted result (a later report wins ties: it may carry a proof)."""
+        if kind == "improved":
+            self.outcome = better(self.problem, self.outcome, value)
         elif kind == "error":
             self.error = str(value)
 
@@ -301,10 +147,10 @@ class LocalTask:
 class _Worker:
     """Runs tasks in this process (threads) or in a child process."""
 
-    def __init__(self, mode: Literal["process", "thread"], settings: CpSatSettings) -> None:
+    def __init__(self, mode: Literal["process", "thread"], settings: PortfolioSettings) -> None:
         self.mode = mode
         self.settings = settings
-        self.solver = CpSatSolver(settings) if mode == "thread" else None
+        self.solver = ClassicalPortfolio(settings) if mode == "thread" else None
         self.proc: Any = None
         self.conn: Connection | None = None
 
@@ -344,13 +190,13 @@ class _Worker:
                 self.proc.join(2)
             self.proc = None
 
-    def run(self, task: LocalTask, heuristic_s: float, cpsat_s: float) -> None:
+    def run(self, task: LocalTask, budget_s: float) -> None:
         if self.mode == "thread":
             assert self.solver is not None
-            solve_locally(self.solver, task.problem, task.seed, heuristic_s, cpsat_s, task.on)
+            solve_locally(self.solver, task.problem, task.seed, budget_s, task.on)
             return
         assert self.conn is not None
-        self.conn.send((task.problem, task.seed, heuristic_s, cpsat_s))
+        self.conn.send((task.problem, task.seed, budget_s))
         give_up = task.answer_at + OVERRUN_GRACE_S
         while True:
             left = give_up - time.monotonic()
@@ -364,8 +210,6 @@ class _Worker:
             if kind == "done":
                 return
             task.on(kind, value)
-            if kind == "cp-sat":
-                task.done.set()  # the caller may answer now; "done" follows at once
 
 
 class LocalSolverPool:
@@ -375,28 +219,22 @@ class LocalSolverPool:
         self,
         workers: int = 2,
         queue_limit: int = 32,
-        max_budget_s: float = 5.0,
-        settings: CpSatSettings | None = None,
+        max_budget_s: float = 60.0,
+        settings: PortfolioSettings | None = None,
         mode: Literal["process", "thread"] = "thread",
-        heuristic_share: float = 0.2,
-        heuristic_max_s: float = 0.05,
     ) -> None:
         """Start ``workers`` workers (processes start in the background; see :meth:`wait_ready`).
 
         Args:
             workers: Concurrent local runs.
             queue_limit: Pending runs at most (beyond, :meth:`submit` returns None).
-            max_budget_s: Longest CP-SAT run.
-            settings: CP-SAT settings (single worker, small reserve by default).
+            max_budget_s: Longest local run (the rest of a longer deadline is not used).
+            settings: Portfolio settings (CP-SAT with a small reserve by default).
             mode: ``process`` (separate processes: no GIL contention) or ``thread``.
-            heuristic_share: Share of the time left given to the heuristics.
-            heuristic_max_s: Cap of the heuristics' time.
         """
         self.queue_limit = queue_limit
         self.max_budget_s = max_budget_s
-        self.heuristic_share = heuristic_share
-        self.heuristic_max_s = heuristic_max_s
-        self.settings = settings or CpSatSettings(reserve_s=0.01)
+        self.settings = settings or PortfolioSettings(cpsat=CpSatSettings(reserve_s=0.01))
         self.mode = mode
         self._heap: list[LocalTask] = []
         self._cond = threading.Condition()
@@ -432,12 +270,12 @@ class LocalSolverPool:
             The task, or None when the queue is full or no useful time is left.
         """
         if answer_at - time.monotonic() < MIN_USEFUL_S:
-            LOCAL_SOLVES.labels("cp-sat", "skipped").inc()
+            LOCAL_SOLVES.labels("portfolio", "skipped").inc()
             return None
         task = LocalTask(answer_at, next(self._seq), problem, seed)
         with self._cond:
             if self._closed or len(self._heap) >= self.queue_limit:
-                LOCAL_SOLVES.labels("cp-sat", "busy").inc()
+                LOCAL_SOLVES.labels("portfolio", "busy").inc()
                 return None
             heapq.heappush(self._heap, task)
             self._cond.notify()
@@ -477,24 +315,22 @@ class LocalSolverPool:
         try:
             left = task.answer_at - time.monotonic()
             if task.cancelled or left < MIN_USEFUL_S:
-                LOCAL_SOLVES.labels("cp-sat", "skipped").inc()
+                LOCAL_SOLVES.labels("portfolio", "skipped").inc()
                 return
             task.started = True
-            heuristic_s = min(self.heuristic_max_s, self.heuristic_share * left)
-            cpsat_s = min(self.max_budget_s, left - heuristic_s - 0.005)
-            worker.run(task, heuristic_s, cpsat_s)
-            LOCAL_SOLVES.labels("cp-sat", "error" if task.error else "ok").inc()
+            worker.run(task, min(self.max_budget_s, left - SEND_RESERVE_S))
+            LOCAL_SOLVES.labels("portfolio", "error" if task.error else "ok").inc()
             if task.error:
                 logger.warning("local solve of a %s problem: %s", task.problem.kind, task.error)
         except (TimeoutError, EOFError, OSError) as exc:
-            LOCAL_SOLVES.labels("cp-sat", "error").inc()
+            LOCAL_SOLVES.labels("portfolio", "error").inc()
             logger.error("local solver worker failed (%s): replacing it", exc)
             worker.stop()
             if not self._closed:
                 worker.start()
                 worker.wait_ready(120)
         except Exception:
-            LOCAL_SOLVES.labels("cp-sat", "error").inc()
+            LOCAL_SOLVES.labels("portfolio", "error").inc()
             logger.exception("local solve of a %s problem failed", task.problem.kind)
         finally:
             task.done.set()

@@ -86,7 +86,6 @@ class GatewayServer:
             queue_limit=settings.local_queue_limit,
             max_budget_s=settings.local_max_budget_ms / 1000,
             mode=settings.local_mode,
-            heuristic_max_s=settings.heuristic_budget_ms / 1000,
         )
         self.admission = Admission(
             max_inflight=settings.max_inflight_solves,

@@ -4,13 +4,16 @@ For every call the gateway, at once and in parallel:
 
 1. publishes the job to the pipeline with the caller's deadline (minus a reserve for
    the answer to travel back) as its timeout, and follows its events;
-2. computes an instant greedy answer, then queues heuristics and CP-SAT with the time
-   left on the local solver pool (see :mod:`gateway.local`).
+2. computes an instant greedy answer, then runs the classical portfolio with the time
+   left on the local solver pool (see :mod:`gateway.local`), which reports each
+   improvement as it happens.
 
 It answers as soon as the pipeline's final outcome arrives with a feasible solution
-(quantum or classical, labelled as the pipeline labelled it), otherwise just before
-the deadline with the better of its own answers, labelled ``ANSWER_SOURCE_GATEWAY``,
-route classical, with the reason the pipeline's answer was not used. A caller who has
+(quantum or classical, labelled as the pipeline labelled it) — unless that answer is
+classical and the local portfolio already holds a strictly better one, which is then
+returned instead — otherwise just before the deadline with the best of its own
+answers, labelled ``ANSWER_SOURCE_GATEWAY``, route classical, with the reason the
+pipeline's answer was not used. A caller who has
 gone stops the wait and its queued local work; the pipeline job keeps its own
 deadline (it is recorded, and GetJob shows its outcome later).
 """
@@ -30,12 +33,13 @@ from prometheus_client import Counter, Histogram
 from gateway.admission import Admission
 from gateway.errors import CallerGoneError, NoAnswerError
 from gateway.jobs import JobFactory, JobPublisher, PreparedJob
-from gateway.local import LocalSolverPool, LocalTask, better, instant_outcome
+from gateway.local import LOCAL_SOLVES, LocalSolverPool, LocalTask, better, instant_outcome
 from qbridge.bus.follower import EventHub, JobMemory
 from qbridge.contracts.convert import outcome_fields
 from qbridge.contracts.gateway_messages import STATUS_TO_PB, result_pb, usable
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import InvalidProblemError
+from qbridge.problems.base import Problem
 from qbridge.results.read import JobReader
 from qbridge.solvers.base import Outcome
 
@@ -168,6 +172,19 @@ def local_outcome_record(
     }
 
 
+def beats_pipeline(problem: Problem, local: Outcome, outcome: Mapping[str, Any]) -> bool:
+    """Whether a feasible local answer is strictly better than a classical pipeline answer.
+
+    A quantum answer is never replaced: it is what the caller asked the pipeline for.
+    """
+    sol = outcome.get("solution") or {}
+    if outcome.get("route") == "quantum" or not local.best.feasible:
+        return False
+    if not sol.get("feasible"):
+        return True
+    return problem.is_better(local.best.objective, float(sol["objective"]))
+
+
 def why_not_pipeline(
     outcome: Mapping[str, Any] | None,
     rejection: Mapping[str, Any] | None,
@@ -252,13 +269,16 @@ class SolveCoordinator:
                     return self._answer(
                         job, p, received, marks, "pipeline", outcome, outcome["status"]
                     )
+                # The local run starts first: it works while the job is published and the
+                # instant answer is computed (both take a while on large problems).
+                task = self.pool.submit(job.problem, job.seed, answer_at)
                 if outcome is None:
                     self.hub.remember_submitted(job.job_id, tenant)
                     self.publisher.publish(job)
                 marks["published"] = time.monotonic()
                 instant = instant_outcome(job.problem, job.seed)
+                LOCAL_SOLVES.labels("greedy", "ok" if instant is not None else "none").inc()
                 marks["instant"] = time.monotonic()
-                task = self.pool.submit(job.problem, job.seed, answer_at)
                 last = _last_transition(past)
                 rejection = past.rejection
                 marks["waiting"] = time.monotonic()
@@ -288,12 +308,22 @@ class SolveCoordinator:
                 marks["waited"] = time.monotonic()
                 if not call.is_active():
                     raise CallerGoneError("the caller went away")
+                local = better(job.problem, instant, task.best() if task is not None else None)
                 if usable(outcome):
                     assert outcome is not None
+                    if local is not None and beats_pipeline(job.problem, local, outcome):
+                        reason = (
+                            f"gateway classical answer ({local.provenance.solver}): better than "
+                            f"the pipeline's classical answer "
+                            f"({outcome['solution']['objective']:g})"
+                        )
+                        record = local_outcome_record(job, local, reason, datetime.now(UTC))
+                        return self._answer(
+                            job, p, received, marks, "gateway", record, outcome["status"]
+                        )
                     return self._answer(
                         job, p, received, marks, "pipeline", outcome, outcome["status"]
                     )
-                local = better(job.problem, instant, task.best() if task is not None else None)
                 job_status = (
                     "rejected"
                     if rejection is not None

@@ -28,7 +28,8 @@ def main() -> int:
     if settings.create_topics:
         ensure_topics(kafka, [requests, accepted, dlq_topic])
 
-    codec = AvroCodec(default_registry())
+    # The request byte budget is checked before anything is parsed ("too large" -> DLQ).
+    codec = AvroCodec(default_registry(), max_decode_bytes=settings.max_request_bytes)
     producer = BusProducer(kafka, codec, client_id=SERVICE)
     dlq = DeadLetterPublisher(producer, SERVICE, dlq_topic)
     consumer = BusConsumer(

@@ -25,7 +25,7 @@ def main() -> int:
     if settings.create_topics:
         ensure_topics(kafka)
     store = Store(settings.database_url)
-    store.open()
+    store.open(timeout=settings.startup_db_wait_s)
     producer = BusProducer(kafka, codec, client_id="orchestrator")
     consumer = BusConsumer(
         kafka,

@@ -37,6 +37,7 @@ from qbridge.contracts.convert import (
     solution_to_avro,
 )
 from qbridge.contracts.records import WorkItem
+from qbridge.errors import ErrorClass, classify
 from qbridge.problems.base import Problem
 from qbridge.service import log_context
 from qbridge.solvers.base import Provenance, Quality, Route, Timings
@@ -99,6 +100,8 @@ class OrchestratorApp:
         self._next_timer = 0.0
         self._next_lag = 0.0
         self._next_resend = 0.0
+        self._tick_backoff = 0.0
+        self._tick_retry_at = 0.0
 
     # --- consumer handler ---------------------------------------------------------------
 
@@ -156,7 +159,14 @@ class OrchestratorApp:
             effects = self.machine.on_outcome(st, out, now, self._decider(envelope), evaluate)
             if out["status"] == "ok" and out["route"] == "quantum" and out.get("provenance"):
                 prov = out["provenance"]
-                self.store.add_usage(conn, st.tenant, prov.get("shots") or 0, prov["cost_units"])
+                self.store.add_usage(
+                    conn,
+                    st.tenant,
+                    prov.get("shots") or 0,
+                    prov["cost_units"],
+                    job_id=st.job_id,
+                    attempt=out["attempt"],
+                )
             if out["status"] == "error" and out.get("error"):
                 m.RETRIES.labels("orchestrator", out["error"]["error_class"]).inc()
             self.store.save(conn, st)
@@ -168,8 +178,35 @@ class OrchestratorApp:
     # --- timers, lag, outbox resend -------------------------------------------------------
 
     def tick(self) -> None:
-        """Periodic work, called between polls: timers, lag, outbox resend."""
+        """Periodic work, called between polls: timers, lag, outbox resend.
+
+        Never raises: a failure (database or Kafka outage, or a defect) is classified,
+        logged and retried with exponential backoff, so an outage while idle does not
+        end the process; nothing is lost meanwhile (timers and the outbox are durable).
+        """
         mono = time.monotonic()
+        if mono < self._tick_retry_at:
+            return
+        try:
+            self._periodic(mono)
+        except Exception as exc:
+            cls = classify(exc)
+            self._tick_backoff = min(max(self._tick_backoff * 2, 0.5), self.s.tick_max_backoff_s)
+            self._tick_retry_at = mono + self._tick_backoff
+            m.RETRIES.labels("orchestrator", cls.value).inc()
+            log = logger.exception if cls is ErrorClass.DEFECT else logger.warning
+            log(
+                "periodic work failed (%s): %s; retrying in %.1fs",
+                cls.value,
+                exc,
+                self._tick_backoff,
+            )
+        else:
+            if self._tick_backoff:
+                logger.info("periodic work recovered")
+            self._tick_backoff = 0.0
+
+    def _periodic(self, mono: float) -> None:
         if mono >= self._next_lag:
             self._next_lag = mono + self.s.lag_poll_ms / 1000
             self.refresh_lag()

@@ -20,6 +20,10 @@ class OrchestratorSettings(ServiceSettings):
     )
     create_topics: bool = True
     """Create missing topics at start (disable where ACLs forbid it)."""
+    startup_db_wait_s: float = 300.0
+    """How long start-up waits for an unreachable PostgreSQL before giving up."""
+    tick_max_backoff_s: float = 10.0
+    """Cap of the backoff between retries of failing periodic work (timers, outbox)."""
     default_backend: str = "aer_statevector"
     backend_max_qubits: dict[str, int] = {
         "aer_statevector": 24,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from psycopg_pool import ConnectionPool
 
 from orchestrator.machine import JobState
 from qbridge.db import load_migrations, make_pool, migrate, translated
+from qbridge.errors import StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -58,15 +60,32 @@ class Store:
         )
 
     def open(self, timeout: float = 30.0) -> None:
-        """Wait for the pool and apply pending migrations (``migrations/NNNN_name.sql``).
+        """Wait for PostgreSQL and apply pending migrations (``migrations/NNNN_name.sql``).
+
+        Args:
+            timeout: How long to keep retrying while the database is unreachable
+                (a restart of PostgreSQL or of the whole stack must not fail start-up).
 
         Raises:
-            StoreUnavailableError: The database cannot be reached.
+            StoreUnavailableError: Still unreachable after ``timeout`` seconds.
             MigrationError: The schema's history does not match this build.
         """
-        with translated():
-            self._pool.wait(timeout=timeout)
-        self._migrate()
+        deadline = time.monotonic() + timeout
+        backoff = 0.5
+        while True:
+            try:
+                with translated():
+                    self._pool.wait(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+                self._migrate()
+                return
+            except StoreUnavailableError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                pause = min(backoff, left)
+                logger.warning("database not reachable yet (%s); retrying in %.1fs", exc, pause)
+                time.sleep(pause)
+                backoff = min(backoff * 2, 5.0)
 
     def _migrate(self) -> None:
         """Apply pending migrations with the shared runner (history in ``orch_schema_migrations``).
@@ -211,15 +230,29 @@ class Store:
     # --- tenant usage -----------------------------------------------------------------
 
     def add_usage(
-        self, conn: psycopg.Connection[Any], tenant: str, shots: int, cost_units: float
-    ) -> None:
-        """Charge quantum usage to a tenant."""
-        conn.execute(
-            "INSERT INTO orch_tenant_usage (tenant, shots, cost_units) VALUES (%s, %s, %s)"
+        self,
+        conn: psycopg.Connection[Any],
+        tenant: str,
+        shots: int,
+        cost_units: float,
+        job_id: str,
+        attempt: int,
+    ) -> bool:
+        """Charge the quantum usage of one attempt of a job to its tenant, at most once.
+
+        Returns:
+            False if this (job, attempt) was charged before (a redelivered outcome).
+        """
+        row = conn.execute(
+            "WITH charge AS (INSERT INTO orch_usage_charges (job_id, attempt) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING RETURNING 1)"
+            " INSERT INTO orch_tenant_usage (tenant, shots, cost_units)"
+            " SELECT %s, %s, %s FROM charge"
             " ON CONFLICT (tenant) DO UPDATE SET shots = orch_tenant_usage.shots + EXCLUDED.shots,"
-            " cost_units = orch_tenant_usage.cost_units + EXCLUDED.cost_units",
-            (tenant, shots, cost_units),
-        )
+            " cost_units = orch_tenant_usage.cost_units + EXCLUDED.cost_units RETURNING 1",
+            (job_id, attempt, tenant, shots, cost_units),
+        ).fetchone()
+        return row is not None
 
     def usage(self, tenant: str) -> tuple[int, float]:
         """Shots and cost units a tenant has used on quantum routes so far."""

@@ -10,6 +10,7 @@ from qbridge.bus import KafkaSettings
 from qbridge.executor.worker import WorkerSettings
 from qbridge.service import ServiceSettings
 from qbridge.solvers.quantum import QaoaSettings
+from qbridge.solvers.quantum.mitigation import ZneSettings
 from qbridge.topics import DEAD_LETTERS, QUANTUM_EXECUTOR_GROUP, SOLVER_OUTCOMES, WORK_QUANTUM
 from quantum_executor.solvers import FaultInjection
 
@@ -36,6 +37,9 @@ class QuantumSettings(ServiceSettings):
         qaoa_optimizer: ``COBYLA``, ``Nelder-Mead``, ``Powell`` or ``none``.
         qaoa_initial_candidates: Starting angle sets evaluated in one batch.
         qaoa_eval_shots: Shots per parameter set on shot-based backends.
+        qaoa_zne_scale_factors: Zero-noise extrapolation on shot-based backends with
+            these odd scale factors (JSON list, e.g. ``[1, 3, 5]``); empty: off.
+        qaoa_zne_extrapolation: ``richardson`` or ``linear``.
         quantum_fail_mode: Failure injection: ``unavailable``, ``transient`` or ``slow``.
         quantum_fail_on: Which backend calls fail (``estimate``, ``sample``, ``any``).
         quantum_fail_after: Calls that succeed before failures start.
@@ -62,6 +66,8 @@ class QuantumSettings(ServiceSettings):
     qaoa_optimizer: str = _QAOA.optimizer
     qaoa_initial_candidates: int = Field(default=_QAOA.initial_candidates, ge=1)
     qaoa_eval_shots: int = Field(default=_QAOA.eval_shots, ge=1)
+    qaoa_zne_scale_factors: list[int] = []
+    qaoa_zne_extrapolation: str = "richardson"
 
     quantum_fail_mode: Literal["unavailable", "transient", "slow"] | None = None
     quantum_fail_on: Literal["estimate", "sample", "any"] = "any"
@@ -90,6 +96,9 @@ class QuantumSettings(ServiceSettings):
             maxiter=self.qaoa_maxiter,
             initial_candidates=self.qaoa_initial_candidates,
             eval_shots=self.qaoa_eval_shots,
+            zne=ZneSettings(tuple(self.qaoa_zne_scale_factors), self.qaoa_zne_extrapolation)
+            if self.qaoa_zne_scale_factors
+            else None,
         )
 
     def faults(self) -> FaultInjection:

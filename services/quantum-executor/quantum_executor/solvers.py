@@ -16,6 +16,7 @@ from typing import Any
 
 from qbridge.errors import BackendUnavailableError, ConfigurationError, QBridgeError
 from qbridge.problems.maxcut import MaxCut
+from qbridge.qml.solvers import QuantumKernelSolver
 from qbridge.solvers.base import Budget, Solver
 from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, QuantumBackend, make_backend
 
@@ -116,8 +117,12 @@ class QuantumSolvers:
             return solver
 
     def for_item(self, item: Mapping[str, Any]) -> Solver:
-        """The solver of a work item (by its ``backend`` field)."""
-        return self.solver(str(item.get("backend") or ""))
+        """The solver of a work item (by its ``backend`` field; classification: quantum kernel)."""
+        backend = str(item.get("backend") or "")
+        if item.get("problem_type") == QuantumKernelSolver.problem_type:
+            self.solver(backend)  # served here? (raises backend_unavailable otherwise)
+            return QuantumKernelSolver(backend=backend)
+        return self.solver(backend)
 
     def prewarm(self, backends: Iterable[str]) -> None:
         """Build backends ahead of the first job, and run a tiny solve where it is safe.

@@ -207,13 +207,18 @@ def load_spec(source: JobSource, job_id: str) -> ReplaySpec:
 
 
 def classical_solver(spec: ReplaySpec) -> Solver:
-    """The CP-SAT solver with the stored settings (unknown keys are run metadata).
+    """The classical portfolio or CP-SAT with the stored settings (unknown keys are run metadata).
 
     Raises:
-        ReplayError: Another classical solver than CP-SAT.
+        ReplayError: Another classical solver than those.
     """
     from qbridge.solvers.classical import CpSatSettings, CpSatSolver
+    from qbridge.solvers.portfolio import ClassicalPortfolio, PortfolioSettings
 
+    if spec.settings.get("portfolio") == ClassicalPortfolio.name:
+        known = {f.name for f in dataclasses.fields(CpSatSettings)}
+        cpsat = CpSatSettings(**{k: v for k, v in spec.settings.items() if k in known})
+        return ClassicalPortfolio(PortfolioSettings(cpsat=cpsat))
     if spec.solver != CpSatSolver.name:
         raise ReplayError(f"job {spec.job_id}: no replay for classical solver {spec.solver!r}")
     known = {f.name for f in dataclasses.fields(CpSatSettings)}

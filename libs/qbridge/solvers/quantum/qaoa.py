@@ -15,7 +15,10 @@ Flow of :meth:`QaoaSolver.solve`:
 
 Cost units (provenance ``cost_units``): ``depth * (shots + 100 * exact_sets) / 1e4``
 where ``shots`` counts every shot spent and ``exact_sets`` the parameter sets
-evaluated exactly (a simulator-only luxury priced as 100 shots each).
+evaluated exactly (a simulator-only luxury priced as 100 shots each). With
+zero-noise extrapolation (``QaoaSettings.zne``, shot-based backends only) each
+estimate runs at every scale factor; a shot of a circuit folded ``lambda`` times
+is charged as ``lambda`` shots.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from qbridge.solvers.quantum.base import (
     QuantumBackend,
 )
 from qbridge.solvers.quantum.cache import DEFAULT_TRANSPILE_CACHE, StructureKey, TranspileCache
+from qbridge.solvers.quantum.mitigation import ZeroNoiseExtrapolator, ZneSettings
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,9 @@ class QaoaSettings:
         final_shots: Shots of the final sampling; None means ``budget.shots`` on
             exact backends and half of it on shot-based ones (the rest funds the
             optimizer).
+        zne: Zero-noise extrapolation of the optimizer's expectation values on
+            shot-based (noisy) backends; None (default) disables it. Ignored on
+            exact backends, which have no noise to extrapolate away.
     """
 
     p: int = 2
@@ -90,6 +97,7 @@ class QaoaSettings:
     initial_candidates: int = 16
     eval_shots: int = 256
     final_shots: int | None = None
+    zne: ZneSettings | None = None
 
     def __post_init__(self) -> None:
         if self.p < 1:
@@ -125,6 +133,7 @@ class _Loop:
     eval_shots: int
     optimizer_shots: int
     maxiter: int = 0
+    zne: ZeroNoiseExtrapolator | None = None
     final_cost_factor: float = 1.0
     """Final sampling time in units of one single-set evaluation (estimate)."""
     best_value: float = float("inf")
@@ -132,6 +141,10 @@ class _Loop:
     calls: int = 0
     parameter_sets: int = 0
     shots_used: int = 0
+    zne_shots: int = 0
+    """Shots spent at scale factors above 1 (included in ``shots_used``)."""
+    charged_shots: float = 0.0
+    """``shots_used`` with folded shots weighted by their scale factor (for cost units)."""
     exact_sets: int = 0
     iterations: int = 0
     single_eval_s: float = 0.0
@@ -145,22 +158,33 @@ class _Loop:
         k = angles.shape[0]
         shots = 0 if self.backend.exact_expectation else self.eval_shots
         seed = (self.seed * 1_000_003 + 7919 * self.calls) % (2**31 - 1)
-        values = self.backend.estimate(
-            self.prepared,
-            self.observable,
-            expand_angles(self.model, angles, self.p),
-            shots=shots,
-            seed=seed,
-        )
+        matrix = expand_angles(self.model, angles, self.p)
+        if self.zne is not None:
+            mitigated = self.zne.estimate(self.observable, matrix, shots=shots, seed=seed)
+            values = mitigated.values
+            self.zne_shots += mitigated.shots - shots * k
+            self.shots_used += mitigated.shots
+            self.charged_shots += shots * k * self.zne.settings.depth_weighted_factor
+        else:
+            values = self.backend.estimate(
+                self.prepared, self.observable, matrix, shots=shots, seed=seed
+            )
+            self.shots_used += shots * k
+            self.charged_shots += shots * k
         self.calls += 1
         self.parameter_sets += k
-        self.shots_used += shots * k
         self.exact_sets += k if self.backend.exact_expectation else 0
         i = int(np.argmin(values))
         if values[i] < self.best_value:
             self.best_value = float(values[i])
             self.best_angles = angles[i].copy()
         return values
+
+    @property
+    def estimate_shots(self) -> int:
+        """Shots of one single-set estimate (all ZNE scale factors)."""
+        factor = self.zne.settings.shot_factor if self.zne is not None else 1
+        return self.eval_shots * factor
 
     def objective(self, x: FloatArray) -> float:
         """Scalar objective for scipy, with the budget checks between iterations."""
@@ -171,7 +195,7 @@ class _Loop:
         if now + (1.0 + self.final_cost_factor) * self.single_eval_s > self.deadline:
             raise _Stop("time_limit")
         if not self.backend.exact_expectation and (
-            self.shots_used + self.eval_shots > self.optimizer_shots
+            self.shots_used + self.estimate_shots > self.optimizer_shots
         ):
             raise _Stop("shot_budget")
         start = time.perf_counter()
@@ -263,6 +287,7 @@ class QaoaSolver(Solver):
         )
         transpiled_at = time.perf_counter()
 
+        zne = self._extrapolator(prepared)
         final_shots, optimizer_shots, n_start = self._plan_shots(budget)
         if transpiled_at >= deadline:
             raise BudgetExceededError(
@@ -278,9 +303,10 @@ class QaoaSolver(Solver):
             eval_shots=settings.eval_shots,
             optimizer_shots=optimizer_shots,
             maxiter=settings.maxiter,
+            zne=zne,
             final_cost_factor=1.0
             if self.backend.exact_expectation
-            else max(1.0, final_shots / settings.eval_shots),
+            else max(1.0, final_shots / (settings.eval_shots * self._estimate_factor())),
         )
         starts = initial_candidates(settings.p, model.field_norm(), n_start)
         if model.num_terms == 0:
@@ -334,6 +360,9 @@ class QaoaSolver(Solver):
                 "stop_reason": stop_reason,
                 "best_angles": [float(a) for a in loop.best_angles],
                 "best_scaled_energy": loop.best_value,
+                "zne_applied": zne is not None,
+                "zne_shots": loop.zne_shots,
+                "zne_circuit_depths": list(zne.depths) if zne is not None else None,
             },
             circuit_depth=prepared.depth,
             circuit_width=prepared.width,
@@ -347,7 +376,7 @@ class QaoaSolver(Solver):
             ),
             cache_hit=hit,
             cost_units=prepared.depth
-            * (shots_used + EXACT_SET_SHOT_EQUIVALENT * loop.exact_sets)
+            * (loop.charged_shots + final_shots + EXACT_SET_SHOT_EQUIVALENT * loop.exact_sets)
             / 1e4,
         )
         logger.info(
@@ -368,6 +397,18 @@ class QaoaSolver(Solver):
             provenance=provenance,
         )
 
+    def _extrapolator(self, prepared: PreparedCircuit) -> ZeroNoiseExtrapolator | None:
+        """The ZNE helper for this solve, or None (disabled, or an exact backend)."""
+        zne = self.settings.zne
+        if zne is None or self.backend.exact_expectation:
+            return None
+        return ZeroNoiseExtrapolator(self.backend, prepared, zne)
+
+    def _estimate_factor(self) -> int:
+        """How many circuits one estimate runs (the ZNE scale factors, or 1)."""
+        zne = self.settings.zne
+        return 1 if zne is None or self.backend.exact_expectation else zne.shot_factor
+
     def _plan_shots(self, budget: Budget) -> tuple[int, int, int]:
         """Split ``budget.shots``: ``(final_shots, optimizer_shots, n_starting_points)``.
 
@@ -382,10 +423,11 @@ class QaoaSolver(Solver):
             return final, 0, s.initial_candidates
         final = min(s.final_shots or max(1, budget.shots // 2), budget.shots)
         optimizer_shots = budget.shots - final
-        affordable = optimizer_shots // s.eval_shots
+        per_estimate = s.eval_shots * self._estimate_factor()
+        affordable = optimizer_shots // per_estimate
         if affordable < 1:
             raise BudgetExceededError(
-                f"shot budget {budget.shots} cannot fund one estimate ({s.eval_shots} shots) "
+                f"shot budget {budget.shots} cannot fund one estimate ({per_estimate} shots) "
                 f"plus the final sampling ({final} shots) on {self.backend.name}"
             )
         # Half of the affordable estimates go to starting points, half to the optimizer.
