@@ -237,3 +237,21 @@ def test_pipeline_runs_the_sample_workload_with_least_privilege(
     assert all(code in (0, None) for code in codes.values()), codes
     for svc in pipeline.services.values():
         assert "AUTHORIZATION_FAILED" not in svc.tail(400), svc.name
+
+
+def test_ops_tool_upserts_scram_users_on_a_running_broker(secure_stack: Any) -> None:
+    # What a compose one-shot job does when the broker was formatted without users.
+    from ops.kafka_users import apply, passwords_from_env
+    from qbridge.bus import KafkaSettings
+
+    env = {
+        f"QBRIDGE_KAFKA_PASSWORD_{s.upper().replace('-', '_')}": "rotated" for s in SERVICE_ACCESS
+    }
+    admin = KafkaSettings.model_validate(
+        {k.removeprefix("KAFKA_").lower(): v for k, v in secure_stack.kafka.service_env().items()}
+    )
+    assert apply(admin, passwords_from_env(env)) > 0
+    gateway = {**_user_config(secure_stack, "gateway"), "sasl.password": "rotated"}
+    assert _produce(gateway, PROBLEM_REQUESTS.name) is None
+    err = _produce(gateway, JOB_OUTCOMES.name)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
