@@ -97,3 +97,18 @@ fuzz: venv ## Fuzz Avro decoding, intake validation and problem constructors (FU
 
 chaos: setup ## Chaos run: steady load, kill/freeze every component, floods; prints a ledger
 	$(PY) bench/chaos.py $(CHAOS_ARGS)
+
+# ---- container images and the compose stack, with podman (tools/containers/) ----------
+.PHONY: images compose-test lock
+
+images: stack-fetch ## Build every image with podman (base images from Debian packages; cached)
+	$(PY) tools/containers/images.py build
+
+compose-test: stack-fetch ## Run docker-compose.yml with podman: healthchecks, sample workload, a Solve, rows in PostgreSQL; remove it all
+	$(PY) tools/containers/compose_test.py
+
+lock: ## Regenerate requirements.lock (every runtime dependency pinned with hashes) from requirements.txt
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(PYTHON) -m venv "$$tmp/venv" && "$$tmp/venv/bin/pip" install -q pip-tools==7.6.2 && \
+	  "$$tmp/venv/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras \
+	    --no-emit-index-url --no-emit-find-links --output-file requirements.lock requirements.txt

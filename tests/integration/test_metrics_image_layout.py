@@ -63,18 +63,32 @@ class Image:
     workdir: str
 
 
-def read_dockerfile(path: Path) -> Image:
+def read_dockerfile(path: Path, target: str) -> Image:
+    """The image of one build target: its stage and the stages it is built ``FROM``."""
     text = re.sub(r"\\\n\s*", " ", path.read_text())
-    copies, env, cmd, health, user, workdir = [], {}, [], [], "", "/"
+    stages: dict[str, list[tuple[str, str]]] = {}
+    parents: dict[str, str] = {}
+    current: list[tuple[str, str]] = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         word, _, rest = line.partition(" ")
-        word = word.upper()
+        if word.upper() == "FROM":
+            base, _, name = rest.partition(" AS ")
+            current = stages.setdefault(name.strip(), [])
+            parents[name.strip()] = base.strip()
+            continue
+        current.append((word.upper(), rest.strip()))
+    chain = [target]
+    while parents.get(chain[0]) in stages:
+        chain.insert(0, parents[chain[0]])
+    copies, env, cmd, health, user, workdir = [], {}, [], [], "", "/"
+    for word, rest in (ins for stage in chain for ins in stages[stage]):
         if word == "COPY":
-            src, dst = rest.split()
-            copies.append((src, dst))
+            *flags, src, dst = rest.split()
+            # `--from=code /app/X`: the staging stage holds the repository's X at /app/X.
+            copies.append((src.removeprefix("/app/") if flags else src, dst))
         elif word == "ENV":
             env.update(item.split("=", 1) for item in rest.split())
         elif word == "CMD":
@@ -261,7 +275,7 @@ def started(
     logs.mkdir(parents=True, exist_ok=True)
     out: dict[str, Started] = {}
     for name in SERVICES:
-        image = read_dockerfile(ROOT / "services" / name / "Dockerfile")
+        image = read_dockerfile(ROOT / "Dockerfile", name)
         assert image.user == f"{UID}:{UID}" and image.workdir == "/app"
         (base / name).mkdir(mode=0o755)
         app = base / name / "app"

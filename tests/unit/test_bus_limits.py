@@ -7,6 +7,7 @@ the DLQ publisher is exercised with a producer double that records what it was g
 from __future__ import annotations
 
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -154,7 +155,7 @@ def test_dlq_publish_never_raises(codec: AvroCodec) -> None:
 class _RevokedConsumer:
     """A librdkafka consumer whose partition was revoked: storing an offset fails."""
 
-    def store_offsets(self, message: Any) -> None:
+    def store_offsets(self, **kwargs: Any) -> None:
         raise KafkaException(KafkaError(KafkaError._STATE, "StoreOffsets failed"))
 
 
@@ -162,11 +163,16 @@ def test_storing_an_offset_of_a_revoked_partition_does_not_crash(codec: AvroCode
     # Seen in `make chaos`: after a broker restart, every consumer died in store_offsets.
     consumer = BusConsumer.__new__(BusConsumer)
     consumer._consumer = _RevokedConsumer()  # type: ignore[assignment]
-    consumer._store(_msg(b"v"))  # logged, not raised: the partition's new owner re-reads it
+    consumer.producer = None
+    consumer.dlq = SimpleNamespace(producer=None, service="test")  # type: ignore[assignment]
+    consumer._dead_lettered_unflushed = False
+    consumer.processed = 0
+    # logged, not raised: the partition's new owner re-reads the batch
+    consumer._checkpoint([(_msg(b"v"), True)])
     consumer._consumer.store_offsets = _raise_other  # type: ignore[method-assign]
     with pytest.raises(KafkaException):
-        consumer._store(_msg(b"v"))
+        consumer._checkpoint([(_msg(b"v"), True)])
 
 
-def _raise_other(message: Any) -> None:
+def _raise_other(**kwargs: Any) -> None:
     raise KafkaException(KafkaError(KafkaError._INVALID_ARG, "other"))

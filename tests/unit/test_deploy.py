@@ -21,6 +21,8 @@ import json
 import os
 import re
 import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -564,7 +566,9 @@ def test_kafka_version_is_the_one_the_local_stack_runs() -> None:
         assert kafka["version"] == version
         assert kafka["metadataVersion"].startswith(".".join(version.split(".")[:2]) + "-IV")
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{version}"
+    image = compose["services"]["kafka"]["image"]
+    assert image == f"${{QBRIDGE_KAFKA_IMAGE:-apache/kafka:{version}}}"
+    assert ENV_EXAMPLE["QBRIDGE_KAFKA_IMAGE"] == f"apache/kafka:{version}"
 
 
 def test_service_settings_use_the_groups_of_topics_py() -> None:
@@ -740,19 +744,51 @@ def test_dev_secret_has_every_key_the_workloads_read() -> None:
 # docker-compose.
 
 
+def _env_lines(text: str) -> dict[str, str]:
+    return {
+        k: v
+        for k, _, v in (line.partition("=") for line in text.splitlines())
+        if k and not k.startswith("#")
+    }
+
+
+ENV_EXAMPLE = _env_lines((ROOT / ".env.example").read_text())
+#: Secrets: empty in .env.example, `${VAR:?}` in docker-compose.yml.
+SECRETS = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "QBRIDGE_API_KEYS")
+
+
+def _compose(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``docker-compose config`` with exactly ``env`` as its env file."""
+    exe = ensure("docker-compose")["docker-compose"]
+    clean = {k: v for k, v in os.environ.items() if k not in ENV_EXAMPLE}
+    with tempfile.NamedTemporaryFile("w", suffix=".env") as env_file:
+        env_file.write("".join(f"{k}={v}\n" for k, v in env.items()))
+        env_file.flush()
+        return subprocess.run(
+            [exe, "--env-file", env_file.name, "-f", "docker-compose.yml", "config", *args],
+            cwd=ROOT,
+            env=clean,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+
 @cache
 def compose_config() -> dict[str, Any]:
-    exe = ensure("docker-compose")["docker-compose"]
-    proc = subprocess.run(
-        [exe, "--env-file", ".env.example", "-f", "docker-compose.yml", "config"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """The compose file as docker-compose resolves it with .env.example, secrets filled."""
+    proc = _compose({**ENV_EXAMPLE, **{k: f"test-{k.lower()}" for k in SECRETS}})
     assert proc.returncode == 0, proc.stderr
     return yaml.safe_load(proc.stdout)  # type: ignore[no-any-return]
+
+
+def _published(port: str | dict[str, Any]) -> tuple[str, int]:
+    """(host ip, container port) of a `ports` entry (docker-compose prints either form)."""
+    if isinstance(port, dict):
+        return str(port.get("host_ip", "")), int(port["target"])
+    parts = port.split("/")[0].split(":")
+    return (parts[0] if len(parts) == 3 else ""), int(parts[-1])
 
 
 def test_compose_file_is_valid_for_a_compose_parser_and_the_spec() -> None:
@@ -768,32 +804,58 @@ def test_compose_file_is_valid_for_a_compose_parser_and_the_spec() -> None:
     jsonschema.validate(raw, schema)
 
 
-def test_compose_requires_its_secrets(tmp_path: Path) -> None:
-    exe = ensure("docker-compose")["docker-compose"]
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "QBRIDGE_"))}
-    proc = subprocess.run(
-        [exe, "--env-file", str(empty), "-f", "docker-compose.yml", "config", "-q"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode != 0
-    assert "POSTGRES_PASSWORD" in proc.stderr or "QBRIDGE_API_KEYS" in proc.stderr
+def test_compose_requires_its_secrets() -> None:
+    # .env.example ships no secret: used as it is, compose refuses to start.
+    assert all(ENV_EXAMPLE[k] == "" for k in SECRETS)
+    assert _compose(ENV_EXAMPLE, "-q").returncode != 0
+    # Each secret on its own stops it, and the error names it.
+    for secret in SECRETS:
+        env = {**ENV_EXAMPLE, **{k: "set" for k in SECRETS if k != secret}}
+        proc = _compose(env, "-q")
+        assert proc.returncode != 0, secret
+        assert secret in proc.stderr
+    text = (ROOT / "docker-compose.yml").read_text()
+    for secret in SECRETS:
+        assert re.search(rf"\$\{{{secret}:\?[^}}]+\}}", text), f"{secret} needs :? in compose"
+
+
+def test_compose_resolves_the_local_images_with_the_throwaway_env() -> None:
+    # make compose-test's env file (tools/containers/compose_test.py) points every image
+    # at the locally built stand-ins and fills every secret.
+    sys.path.insert(0, str(ROOT / "tools" / "containers"))
+    import compose_test
+    import images
+
+    env = compose_test.throwaway_env("qbridge-unit", "k", "dev")
+    proc = _compose(env)
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    assert services["kafka"]["image"] == images.kafka_image()
+    assert services["postgres"]["image"] == images.POSTGRES_IMAGE
+    assert set(compose_test.STACK) < set(services)
+    for name in images.SERVICES:
+        assert services[name]["image"] == images.service_image(name, "dev")
+        assert services[name]["build"]["args"]["PYTHON_IMAGE"] == images.PYTHON_IMAGE
+    gateway = services["gateway"]["environment"]
+    assert json.loads(gateway["QBRIDGE_API_KEYS"]) == {"k": "compose-test"}
+
+
+def test_compose_publishes_on_loopback_only() -> None:
+    cfg = compose_config()
+    published = {
+        name: [_published(p) for p in svc.get("ports", [])] for name, svc in cfg["services"].items()
+    }
+    assert {n for n, p in published.items() if p} == {
+        "kafka", "results-sink", "gateway", "prometheus", "grafana",
+    }  # fmt: skip
+    for name, ports in published.items():
+        assert all(ip == "127.0.0.1" for ip, _ in ports), (name, ports)
 
 
 def test_env_example_lists_every_variable_the_compose_file_reads() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
     used = set(re.findall(r"\$\{([A-Z0-9_]+)", text))
-    example = {
-        line.split("=", 1)[0]
-        for line in (ROOT / ".env.example").read_text().splitlines()
-        if line and not line.startswith("#")
-    }
+    example = set(ENV_EXAMPLE)
     assert used <= example, f"missing from .env.example: {sorted(used - example)}"
     assert example - used == {"COMPOSE_PROJECT_NAME"}, sorted(example - used)
 
@@ -813,7 +875,9 @@ def test_compose_services_match_the_code_and_the_kubernetes_manifests() -> None:
     for name in APP_SERVICES:
         svc = services[name]
         assert svc["image"].startswith(f"qbridge/{name}:")
-        assert svc["build"]["dockerfile"] == f"services/{name}/Dockerfile"
+        assert svc["build"]["dockerfile"] == "Dockerfile"
+        assert svc["build"]["target"] == name
+        assert svc["build"]["args"]["PYTHON_IMAGE"] == ENV_EXAMPLE["QBRIDGE_PYTHON_IMAGE"]
         env = svc["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == advertised["PLAINTEXT"]
         assert env["QBRIDGE_HTTP_PORT"] == str(HTTP_PORT)
@@ -836,7 +900,7 @@ def test_compose_services_match_the_code_and_the_kubernetes_manifests() -> None:
         GatewaySettings().grpc_port
     )
     assert services["gateway"]["healthcheck"]["test"][-1] == "grpc"
-    published = {p["target"] for p in services["results-sink"]["ports"]}
+    published = {_published(p)[1] for p in services["results-sink"]["ports"]}
     assert published == {HTTP_PORT}, "the dashboard lives on the metrics port"
     # No topic is named anywhere but in topics.py.
     text = (ROOT / "docker-compose.yml").read_text()
@@ -854,48 +918,98 @@ def test_prometheus_scrapes_every_service() -> None:
 # Dockerfiles.
 
 
-def _instructions(path: Path) -> list[tuple[str, str]]:
+#: Other services' packages an image may still hold: none (no service imports another,
+#: tests/unit/test_service_boundaries.py).
+BORROWED: dict[str, set[str]] = {}
+
+
+def _stages(path: Path) -> tuple[dict[str, str], dict[str, list[tuple[str, str]]]]:
+    """(global ARG defaults, stage name -> its instructions incl. FROM) of a Dockerfile."""
     text = re.sub(r"\\\n\s*", " ", path.read_text())
-    out = []
+    args: dict[str, str] = {}
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
     for line in text.splitlines():
         line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        word, rest = word.upper(), rest.strip()
+        if word == "FROM":
+            base, _, name = rest.partition(" AS ")
+            current = stages.setdefault(name.strip() or base, [])
+        elif current is None and word == "ARG" and "=" in rest:
+            key, _, value = rest.partition("=")
+            args[key] = value
+            continue
+        assert current is not None, f"{word} before the first FROM"
+        current.append((word, rest))
+    return args, stages
+
+
+def _chain(stages: dict[str, list[tuple[str, str]]], target: str) -> list[tuple[str, str]]:
+    """A target's instructions with its parents' before them (root stage first)."""
+    ins = stages[target]
+    parent = ins[0][1].split(" AS ")[0].strip()
+    return (_chain(stages, parent) if parent in stages else []) + ins
+
+
+DOCKERFILE_ARGS, DOCKERFILE_STAGES = _stages(ROOT / "Dockerfile")
+
+
+def test_one_dockerfile_builds_every_service() -> None:
+    assert not list((ROOT / "services").glob("*/Dockerfile")), "one shared Dockerfile"
+    targets = {n for n in DOCKERFILE_STAGES if n not in ("runtime", "code")}
+    assert targets == set(APP_SERVICES)
+    runtime = DOCKERFILE_STAGES["runtime"]
+    base = runtime[0][1].split(" AS ")[0]
+    assert base == "${PYTHON_IMAGE}"
+    default = DOCKERFILE_ARGS["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-bookworm)?(@sha256:[0-9a-f]{64})?", default)
+    assert default == ENV_EXAMPLE["QBRIDGE_PYTHON_IMAGE"]
+    steps = [w for w, _ in runtime]
+    assert ("COPY", "requirements.lock ./") in runtime
+    assert any(
+        w == "RUN"
+        and "pip install" in r
+        and "--require-hashes" in r
+        and "-r requirements.lock" in r
+        for w, r in runtime
+    )
+    assert ("USER", "10001:10001") in runtime
+    assert steps.index("USER") > max(i for i, w in enumerate(steps) if w in ("RUN", "COPY"))
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
-def test_dockerfile(name: str) -> None:
-    path = ROOT / "services" / name / "Dockerfile"
-    ins = _instructions(path)
-    by = {}
-    for word, rest in ins:
-        by.setdefault(word, []).append(rest)
-    args = dict(a.split("=", 1) for a in by.get("ARG", []) if "=" in a)
-    base = by["FROM"][0]
-    base = args.get(base.strip("${}"), base) if base.startswith("$") else base
-    assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-bookworm)?(@sha256:[0-9a-f]{64})?", base)
-    assert by["USER"] == ["10001:10001"], "numeric non-root user (runAsNonRoot can verify it)"
-    assert ins.index(("USER", "10001:10001")) > max(
-        i for i, (w, _) in enumerate(ins) if w in ("RUN", "COPY")
-    ), "USER comes after every build step"
-    assert "requirements.txt ./" in by["COPY"]
-    assert any("pip install" in r and "-r requirements.txt" in r for r in by["RUN"])
+def test_dockerfile_target(name: str) -> None:
+    own = DOCKERFILE_STAGES[name]
+    assert own[0][1].split(" AS ")[0] == "runtime"
+    # Nothing runs in a target: it only adds its package, so it stays non-root.
+    assert {w for w, _ in own} <= {"FROM", "LABEL", "COPY", "ENV", "EXPOSE", "HEALTHCHECK", "CMD"}
+    ins = _chain(DOCKERFILE_STAGES, name)
+    users = [r for w, r in ins if w == "USER"]
+    assert users == ["10001:10001"], "numeric non-root user (runAsNonRoot can verify it)"
     module = MODULES[name]
-    assert f"services/{name}/{module}/ services/{name}/{module}/" in by["COPY"]
     assert (ROOT / "services" / name / module).is_dir()
-    assert json.loads(by["CMD"][-1]) == ["python", "-m", module]
-    env = " ".join(by["ENV"])
+    copied = {r.split()[-1].split("/")[1] for w, r in own if w == "COPY" and "services/" in r}
+    assert name in copied
+    assert copied - {name} <= BORROWED.get(name, set()), "no image holds another's code"
+    assert (
+        "COPY",
+        f"--from=code /app/services/{name}/{module}/ services/{name}/{module}/",
+    ) in own
+    assert json.loads([r for w, r in ins if w == "CMD"][-1]) == ["python", "-m", module]
+    env = " ".join(r for w, r in ins if w == "ENV")
     assert f"QBRIDGE_HTTP_PORT={HTTP_PORT}" in env
-    assert f"/app/services/{name}" in env
-    health = by["HEALTHCHECK"][0]
+    assert f"/app/services/{name}" in next(r for w, r in own if w == "ENV")
+    health = [r for w, r in ins if w == "HEALTHCHECK"][-1]
     if name == "gateway":
         assert '"ops.healthcheck", "grpc"' in health
         assert f"QBRIDGE_GRPC_PORT={GatewaySettings().grpc_port}" in env
     else:
         assert '"ops.healthcheck", "http", "/healthz"' in health
-    assert str(HTTP_PORT) in by["EXPOSE"][0]
+    exposed = " ".join(r for w, r in ins if w == "EXPOSE")
+    assert str(HTTP_PORT) in exposed
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -920,3 +1034,30 @@ def test_runtime_requirements_are_pinned() -> None:
         if not re.search(r"==[\w.]+$", line):
             unpinned.add(name)
     assert unpinned <= NOT_YET_PINNED, f"pin these in requirements.txt: {unpinned - NOT_YET_PINNED}"
+
+
+def _lock_pins() -> dict[str, tuple[str, int]]:
+    """requirements.lock: normalised name -> (version, number of hashes)."""
+    pins: dict[str, tuple[str, int]] = {}
+    name = ""
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^ \\]+)", line)
+        if match:
+            name = re.sub(r"[-_.]+", "-", match.group(1)).lower()
+            pins[name] = (match.group(2), 0)
+        elif "--hash=sha256:" in line and name:
+            version, hashes = pins[name]
+            pins[name] = (version, hashes + 1)
+    return pins
+
+
+def test_lock_file_pins_requirements_with_hashes() -> None:
+    pins = _lock_pins()
+    assert pins and all(hashes > 0 for _, hashes in pins.values()), "every pin has hashes"
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, version = line.partition("==")
+        name = re.sub(r"[-_.]+", "-", name.split("[")[0]).lower()
+        assert pins.get(name, ("missing",))[0] == version, f"{name}: run `make lock`"

@@ -8,7 +8,7 @@ backend is answered classically; its outcome and final transition carry
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +52,28 @@ class MemoryStore:
 
     def add_outbox(self, conn: None, job_id: str, rows: list[OutboxRow]) -> list[OutboxRow]:
         return rows
+
+    # The batch path (one transaction per consumed batch).
+    def load_many(
+        self, conn: None, job_ids: Iterable[str]
+    ) -> dict[str, tuple[JobState, dict[str, Any], str]]:
+        out = {}
+        for job_id in job_ids:
+            if job_id in self.jobs:
+                st, env = self.jobs[job_id]
+                out[job_id] = (JobState.from_json(st.to_json()), env, env["input_fingerprint"])
+        return out
+
+    def insert_many(self, conn: None, jobs: list[tuple[JobState, dict[str, Any], str]]) -> None:
+        for st, env, fp in jobs:
+            self.insert(conn, st, env, fp)
+
+    def save_many(self, conn: None, states: list[JobState]) -> None:
+        for st in states:
+            self.save(conn, st)
+
+    def add_outbox_many(self, conn: None, rows: list[tuple[str, OutboxRow]]) -> list[OutboxRow]:
+        return [r for _, r in rows]
 
     def add_usage(self, conn: None, tenant: str, shots: int, cost: float) -> None:
         pass

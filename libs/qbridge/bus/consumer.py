@@ -1,12 +1,19 @@
 """An at-least-once Avro consumer: offsets are stored only after the handler succeeded.
 
-The flow for each message:
+Batch checkpointing (as Kafka Streams and Quix Streams do): the consumer takes up
+to ``batch_max_messages`` messages (or what arrives within ``batch_max_ms``; it
+never waits to fill a batch when nothing more is fetched, so a lone message has
+no added latency), then:
 
-1. decode it (Confluent-framed Avro, resolved to the topic's latest schema);
+1. decodes each (Confluent-framed Avro, resolved to the topic's latest schema);
    undecodable bytes go to the DLQ with the reason and are skipped;
-2. call the handler; flush the producer it wrote through (the side effect is durable);
-3. only then store the offset (auto-commit commits stored offsets periodically
-   and on close).
+2. calls the handler per record, or a batch handler once for all records (one
+   database transaction for the batch); a failing batch is handled again record
+   by record, so one bad record costs only itself;
+3. flushes the producer the handlers wrote through ONCE (every output of the
+   batch is durable);
+4. only then stores every offset (auto-commit commits stored offsets
+   periodically and on close).
 
 Handler errors are classified (:func:`qbridge.errors.classify`): invalid input and
 defects go to the DLQ at once; transient errors are retried in place with
@@ -33,7 +40,7 @@ from qbridge.bus.dlq import DeadLetterPublisher
 from qbridge.bus.producer import BusProducer
 from qbridge.bus.settings import KafkaSettings
 from qbridge.contracts.codec import AvroCodec
-from qbridge.errors import BusError, CodecError, ErrorClass, classify
+from qbridge.errors import BusError, CodecError, DeliveryError, ErrorClass, classify
 from qbridge.metrics import MESSAGES_CONSUMED, RETRIES
 from qbridge.topics import TopicSpec
 
@@ -83,6 +90,7 @@ class Record:
 
 
 Handler = Callable[[Record], None]
+BatchHandler = Callable[[Sequence[Record]], None]
 
 
 class BusConsumer:
@@ -142,6 +150,9 @@ class BusConsumer:
         self._consumer.subscribe(list(self._subjects))
         self._stop = threading.Event()
         self._paused = False
+        self._dead_lettered_unflushed = False
+        self.batch_max_messages = settings.batch_max_messages
+        self.batch_max_ms = settings.batch_max_ms
         self.processed = 0
         self.dead_lettered = 0
 
@@ -177,46 +188,96 @@ class BusConsumer:
 
     # --- processing ---------------------------------------------------------------------
 
-    def run(self, handler: Handler, on_idle: Callable[[], None] | None = None) -> None:
-        """Process messages until :meth:`stop` is called.
+    def run(
+        self,
+        handler: Handler,
+        on_idle: Callable[[], None] | None = None,
+        *,
+        batch_handler: BatchHandler | None = None,
+        on_flushed: Callable[[], None] | None = None,
+    ) -> None:
+        """Process batches of messages until :meth:`stop` is called.
 
         Args:
             handler: Called once per decoded record (at least once per message).
-            on_idle: Called after each poll (with or without a message): timers, metrics.
+            on_idle: Called after each poll (with or without messages): timers, metrics.
+            batch_handler: Optional: called once with every decoded record of a batch
+                (e.g. to write them in one database transaction). If it raises, the batch
+                is handled again record by record through ``handler``, with the usual
+                per-message retries and dead-lettering, so one bad record costs only
+                itself.
+            on_flushed: Called after a batch's outputs were flushed and its offsets stored.
         """
         while not self._stop.is_set():
-            self.process_one(handler, timeout=0.5)
+            self.process_batch(
+                handler, timeout=0.5, batch_handler=batch_handler, on_flushed=on_flushed
+            )
             if on_idle is not None:
                 on_idle()
 
     def process_one(self, handler: Handler, timeout: float = 1.0) -> bool:
-        """Poll once and process the message if one arrived.
+        """Poll once and process the message if one arrived (a batch of one).
 
         Returns:
             True if a message was taken (handled, dead-lettered, or handed back).
         """
         msg = self._consumer.poll(timeout)
-        if msg is None:
-            return False
-        err = msg.error()
-        if err is not None:
+        msgs = self._usable([msg] if msg is not None else [])
+        if msgs:
+            self._process(msgs, handler, None, None)
+        return bool(msgs)
+
+    def process_batch(
+        self,
+        handler: Handler,
+        timeout: float = 1.0,
+        *,
+        batch_handler: BatchHandler | None = None,
+        on_flushed: Callable[[], None] | None = None,
+    ) -> int:
+        """Take up to ``batch_max_messages`` messages and process them with one flush.
+
+        Waits at most ``timeout`` for the first message, then adds only messages that
+        are already fetched (never waits to fill the batch), for at most
+        ``batch_max_ms``. See :meth:`run` for the arguments.
+
+        Returns:
+            How many messages were taken (handled, dead-lettered, or handed back).
+        """
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return 0
+        taken = [first]
+        deadline = time.monotonic() + self.batch_max_ms / 1000
+        while len(taken) < self.batch_max_messages and time.monotonic() < deadline:
+            more = self._consumer.consume(self.batch_max_messages - len(taken), timeout=0)
+            if not more:
+                break
+            taken.extend(more)
+        msgs = self._usable(taken)
+        if msgs:
+            self._process(msgs, handler, batch_handler, on_flushed)
+        return len(msgs)
+
+    def _usable(self, msgs: Sequence[KafkaMessage]) -> list[KafkaMessage]:
+        """The data messages among ``msgs`` (errors are logged or raised)."""
+        out = []
+        for msg in msgs:
+            err = msg.error()
+            if err is None:
+                out.append(msg)
+                continue
             if err.code() == KafkaError._PARTITION_EOF:
-                return False
+                continue
             if err.fatal():
                 raise BusError(f"fatal consumer error: {err.str()}")
             logger.warning("consumer error (librdkafka retries): %s", err.str())
-            return False
-        self._process(msg, handler)
-        return True
+        return out
 
-    def _process(self, msg: KafkaMessage, handler: Handler) -> None:
+    def _decode(self, msg: KafkaMessage) -> Record:
         topic = msg.topic() or ""
-        try:
-            decoded = self.codec.decode(msg.value(), expected_subject=self._subjects.get(topic))
-        except CodecError as exc:
-            self._dead_letter(msg, exc, attempt=1)
-            return
-        record = Record(
+        decoded = self.codec.decode(msg.value(), expected_subject=self._subjects.get(topic))
+        return Record(
             topic=topic,
             partition=msg.partition() or 0,
             offset=msg.offset() or 0,
@@ -227,32 +288,90 @@ class BusConsumer:
             timestamp_ms=msg.timestamp()[1],
             schema_id=decoded.schema_id,
         )
+
+    def _process(
+        self,
+        msgs: list[KafkaMessage],
+        handler: Handler,
+        batch_handler: BatchHandler | None,
+        on_flushed: Callable[[], None] | None,
+    ) -> None:
+        """Handle a batch, flush once, store the offsets of everything handled.
+
+        Outputs of the whole batch become durable with one flush before any of its
+        offsets is stored: a crash anywhere before re-delivers the batch (handlers
+        are idempotent). Undecodable messages are dead-lettered in the same flush.
+        """
+        done: list[tuple[KafkaMessage, bool]] = []  # (message, handled: not dead-lettered)
+        decoded: list[tuple[KafkaMessage, Record]] = []
+        try:
+            for msg in msgs:
+                try:
+                    decoded.append((msg, self._decode(msg)))
+                except CodecError as exc:
+                    self._dead_letter(msg, exc, attempt=1)
+                    done.append((msg, False))
+            pending = decoded
+            if batch_handler is not None and decoded:
+                try:
+                    batch_handler([r for _, r in decoded])
+                except Exception as exc:
+                    logger.warning(
+                        "batch of %d failed (%s: %s); handling it record by record",
+                        len(decoded),
+                        type(exc).__name__,
+                        exc,
+                    )
+                else:
+                    done.extend((m, True) for m, _ in decoded)
+                    pending = []
+            for i, (msg, record) in enumerate(pending):
+                if not self._handle(msg, record, handler, done):
+                    # Stopping: hand this message and the rest of the batch back.
+                    self._rewind([m for m, _ in pending[i:]])
+                    break
+            self._checkpoint(done)
+        except DeliveryError as exc:
+            # Outputs not durable: offsets not yet stored stay so; the batch is handled again.
+            logger.warning("flush failed (%s); handing %d messages back", exc, len(msgs))
+            RETRIES.labels(self.dlq.service, classify(exc).value).inc()
+            self._rewind(msgs)
+            self._wait_alive(self.retry_backoff_s)
+            return
+        if on_flushed is not None:
+            on_flushed()
+
+    def _handle(
+        self,
+        msg: KafkaMessage,
+        record: Record,
+        handler: Handler,
+        done: list[tuple[KafkaMessage, bool]],
+    ) -> bool:
+        """One record with retries; False if it was handed back (stopping)."""
+        topic = record.topic
         attempt = 1
         backoff = self.retry_backoff_s
         while True:
             try:
                 handler(record)
-                if self.producer is not None:
-                    self.producer.flush()
-                self._store(msg)
-                self.processed += 1
-                MESSAGES_CONSUMED.labels(self.dlq.service, topic, "ok").inc()
-                return
+                done.append((msg, True))
+                return True
             except Exception as exc:
                 cls = classify(exc)
                 if cls in (ErrorClass.INVALID_INPUT, ErrorClass.DEFECT):
                     if cls is ErrorClass.DEFECT:
                         logger.exception("handler defect on %s@%s", topic, msg.offset())
                     self._dead_letter(msg, exc, attempt, cls)
-                    return
+                    done.append((msg, False))
+                    return True
                 if attempt >= self.max_attempts and self.on_exhausted == "dlq":
                     self._dead_letter(msg, exc, attempt, cls)
-                    return
+                    done.append((msg, False))
+                    return True
                 if self._stop.is_set():
-                    # Hand the message back: its offset is not stored, so it is redelivered.
                     logger.warning("stopping with %s@%s unprocessed: %s", topic, msg.offset(), exc)
-                    self._rewind(msg)
-                    return
+                    return False
                 logger.warning(
                     "attempt %d on %s@%s failed (%s): %s; retrying in %.1fs",
                     attempt,
@@ -263,9 +382,48 @@ class BusConsumer:
                     backoff,
                 )
                 RETRIES.labels(self.dlq.service, cls.value).inc()
+                # What is done so far need not wait for this record's recovery.
+                self._checkpoint(done)
+                done.clear()
                 self._wait_alive(backoff)
                 attempt += 1
                 backoff = min(backoff * 2, self.max_backoff_s)
+
+    def _checkpoint(self, done: Sequence[tuple[KafkaMessage, bool]]) -> None:
+        """Flush the outputs, then store the offsets of ``done`` (a prefix per partition).
+
+        Args:
+            done: The messages taken care of, each with whether it was handled (True)
+                or dead-lettered (False).
+
+        Raises:
+            DeliveryError: An output was not delivered (no offset is stored).
+        """
+        if not done:
+            return
+        if self.producer is not None:
+            self.producer.flush()
+        if self.dlq.producer is not self.producer and self._dead_lettered_unflushed:
+            self.dlq.producer.flush()
+        self._dead_lettered_unflushed = False
+        last: dict[tuple[str, int], int] = {}
+        for msg, _ in done:
+            key = (msg.topic() or "", msg.partition() or 0)
+            last[key] = max(last.get(key, -1), msg.offset() or 0)
+        try:
+            self._consumer.store_offsets(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()]
+            )
+        except KafkaException as exc:
+            # A partition was revoked meanwhile (e.g. a rebalance after a broker restart):
+            # its new owner re-reads the messages, and handlers are idempotent.
+            if not (exc.args and exc.args[0].code() == KafkaError._STATE):
+                raise
+            logger.warning("offsets %s not stored, partition no longer assigned: %s", last, exc)
+        for msg, handled in done:
+            if handled:
+                MESSAGES_CONSUMED.labels(self.dlq.service, msg.topic() or "", "ok").inc()
+                self.processed += 1
 
     def _wait_alive(self, seconds: float) -> None:
         """Sleep while keeping group membership (paused poll) so long outages don't rebalance."""
@@ -277,46 +435,38 @@ class BusConsumer:
             while not self._stop.is_set() and time.monotonic() < deadline:
                 stray = self._consumer.poll(min(0.2, max(0.0, deadline - time.monotonic())))
                 if stray is not None and stray.error() is None:
-                    self._rewind(stray)
+                    self._rewind([stray])
         finally:
             if assignment and not self._paused:
                 self._consumer.resume(assignment)
 
-    def _rewind(self, msg: KafkaMessage) -> None:
-        try:
-            self._consumer.seek(
-                TopicPartition(msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
-            )
-        except KafkaException as exc:  # partition revoked meanwhile: the new owner re-reads it
-            logger.info("could not rewind %s@%s: %s", msg.topic(), msg.offset(), exc)
+    def _rewind(self, msgs: Sequence[KafkaMessage]) -> None:
+        """Seek each partition back to the first of ``msgs`` in it (they are re-delivered)."""
+        first: dict[tuple[str, int], int] = {}
+        for msg in msgs:
+            key = (msg.topic() or "", msg.partition() or 0)
+            first[key] = min(first.get(key, msg.offset() or 0), msg.offset() or 0)
+        for (topic, partition), offset in first.items():
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # partition revoked meanwhile: the new owner re-reads
+                logger.info("could not rewind %s[%d]@%d: %s", topic, partition, offset, exc)
 
     def _dead_letter(
         self, msg: KafkaMessage, exc: BaseException, attempt: int, cls: ErrorClass | None = None
     ) -> None:
-        if not self.dlq.publish(msg, exc, attempt=attempt, error_class=cls):
-            # No durable DLQ copy (broker unreachable?): keep the message, try again later.
-            self._rewind(msg)
-            self._wait_alive(self.max_backoff_s)
-            return
-        self._store(msg)
-        self.dead_lettered += 1
+        """Publish to the DLQ (durable on return) before the offset is stored with the batch.
 
-    def _store(self, msg: KafkaMessage) -> None:
-        try:
-            self._consumer.store_offsets(message=msg)
-        except KafkaException as exc:
-            # The partition was revoked meanwhile (e.g. a rebalance after a broker restart):
-            # its new owner re-reads the message, and handlers are idempotent.
-            if exc.args and exc.args[0].code() == KafkaError._STATE:
-                logger.warning(
-                    "offset of %s[%s]@%s not stored, partition no longer assigned: %s",
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
-                    exc,
-                )
-                return
-            raise
+        Raises:
+            DeliveryError: No durable DLQ copy (broker unreachable?): the batch is handed
+                back and dead-lettered again later.
+        """
+        if not self.dlq.publish(msg, exc, attempt=attempt, error_class=cls):
+            raise DeliveryError(
+                f"dead-letter copy of {msg.topic()}[{msg.partition()}]@{msg.offset()} not durable"
+            )
+        self._dead_lettered_unflushed = True
+        self.dead_lettered += 1
 
     # --- lifecycle ----------------------------------------------------------------------
 

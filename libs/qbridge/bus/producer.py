@@ -23,11 +23,10 @@ from qbridge.topics import MESSAGE_MAX_BYTES, TopicSpec
 logger = logging.getLogger(__name__)
 
 # Safe defaults: no duplicates from retries (idempotence), no loss on leader change (acks=all).
+# Batching (linger, batch size, compression) comes from KafkaSettings.producer_config().
 _PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
-    "linger.ms": 5,
-    "compression.type": "lz4",
     "delivery.timeout.ms": 120_000,
     "message.max.bytes": MESSAGE_MAX_BYTES,
 }
@@ -59,7 +58,12 @@ class BusProducer:
             client_id: Shows up in broker logs and metrics.
             overrides: Extra librdkafka settings (win over the defaults).
         """
-        config = {**settings.client_config(), **_PRODUCER_DEFAULTS, "client.id": client_id}
+        config = {
+            **settings.client_config(),
+            **settings.producer_config(),
+            **_PRODUCER_DEFAULTS,
+            "client.id": client_id,
+        }
         config.update(overrides or {})
         self._producer = Producer(config)
         self.max_message_bytes = int(config["message.max.bytes"])

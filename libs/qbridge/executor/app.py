@@ -10,7 +10,8 @@ messages (and a defect in encoding an outcome) reach the DLQ.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -34,6 +35,9 @@ from qbridge.topics import DEAD_LETTERS, SOLVER_OUTCOMES, TopicSpec
 
 logger = logging.getLogger(__name__)
 
+_ITEMS_PER_SLOT = 16
+"""An executor's batch holds at most this many work items per concurrent solve."""
+
 
 class SolverProvider(Protocol):
     """Chooses (and caches) the solver of a work item."""
@@ -55,6 +59,7 @@ class ExecutorSettings(Protocol):
     outcomes_topic: str
     dlq_topic: str
     create_topics: bool
+    concurrency: int
     kafka: KafkaSettings
 
 
@@ -72,6 +77,7 @@ class ExecutorApp:
         worker: WorkerSettings | None = None,
         prewarm: Iterable[str] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        concurrency: int = 1,
     ) -> None:
         """Wire the app.
 
@@ -84,6 +90,8 @@ class ExecutorApp:
             worker: Budget rules.
             prewarm: Backends built before the first message is taken.
             clock: Wall clock.
+            concurrency: Work items of a batch solved at the same time (threads: CP-SAT
+                and the simulators release the GIL while they compute).
         """
         self.service = service
         self.consumer = consumer
@@ -94,6 +102,12 @@ class ExecutorApp:
         self.prewarm = tuple(prewarm)
         self.clock = clock
         self.handled = 0
+        self.concurrency = max(1, concurrency)
+        self._pool = (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{service}-solve")
+            if self.concurrency > 1
+            else None
+        )
         self._running = False
         self._warm = not self.prewarm
 
@@ -126,6 +140,27 @@ class ExecutorApp:
             execute(item, self.solvers.for_item, self.clock(), emit=emit, settings=self.worker)
         self.handled += 1
 
+    def handle_batch(self, records: Sequence[Record]) -> None:
+        """Run a batch of work items, ``concurrency`` at a time (the consumer's batch handler).
+
+        Returns once every item's outcome is produced; the consumer then flushes once
+        and stores the batch's offsets (in order per partition), so an instance killed
+        mid-batch re-runs the batch's items: at-least-once, as for single items.
+
+        Raises:
+            Exception: The first item failure (an outcome that could not be produced);
+                the consumer then handles the batch item by item.
+        """
+        if self._pool is None or len(records) == 1:
+            for record in records:
+                self.handle(record)
+            return
+        futures = [self._pool.submit(self.handle, r) for r in records]
+        errors = [f.exception() for f in futures]  # waits for every item
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+
     def run(self) -> None:
         """Prewarm, then consume until :meth:`stop` (the work item in hand is finished)."""
         self._running = True
@@ -133,7 +168,7 @@ class ExecutorApp:
             if self.prewarm and not self.consumer.stopping:
                 self.solvers.prewarm(self.prewarm)
             self._warm = True
-            self.consumer.run(self.handle)
+            self.consumer.run(self.handle, batch_handler=self.handle_batch)
         finally:
             self._running = False
 
@@ -153,6 +188,8 @@ class ExecutorApp:
         """Commit stored offsets, leave the group, flush the producer."""
         self.consumer.close()
         self.producer.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
 
 def serve_executor(
@@ -191,8 +228,11 @@ def serve_executor(
         ensure_topics(kafka, [work, outcomes, dlq_topic])
     codec = AvroCodec(default_registry())
     producer = BusProducer(kafka, codec, client_id=service)
+    # A batch is finished before its offsets are stored: cap it so a batch of long
+    # solves stays well inside max.poll.interval.ms (items x time limit / concurrency).
+    batch_max = min(kafka.batch_max_messages, _ITEMS_PER_SLOT * max(1, settings.concurrency))
     consumer = BusConsumer(
-        kafka,
+        kafka.model_copy(update={"batch_max_messages": batch_max}),
         settings.consumer_group,
         [work],
         codec,
@@ -200,6 +240,13 @@ def serve_executor(
         producer=producer,
     )
     app = ExecutorApp(
-        service, consumer, producer, outcomes, solvers, worker=worker, prewarm=prewarm
+        service,
+        consumer,
+        producer,
+        outcomes,
+        solvers,
+        worker=worker,
+        prewarm=prewarm,
+        concurrency=settings.concurrency,
     )
     return runtime.serve(app.run, stop=app.stop, ready=app.ready, on_exit=app.close)

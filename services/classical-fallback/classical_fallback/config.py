@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from pydantic import Field
 
 from qbridge.bus import KafkaSettings
 from qbridge.executor.worker import WorkerSettings
 from qbridge.service import ServiceSettings
 from qbridge.solvers.classical import CpSatSettings
+from qbridge.solvers.exact import MAX_EXACT_VARIABLES
 from qbridge.topics import CLASSICAL_FALLBACK_GROUP, DEAD_LETTERS, SOLVER_OUTCOMES, WORK_CLASSICAL
 
 _CPSAT = CpSatSettings()
@@ -30,6 +33,9 @@ class ClassicalSettings(ServiceSettings):
             (reproducible stopping points); unset for none.
         cpsat_warm_start: Run the heuristic warm start.
         min_time_ms: Work with less time left is not started (``over_budget``).
+        concurrency: Work items solved at the same time (default: the CPU cores).
+        exact_max_variables: Binary problems up to this size are solved exactly
+            in-process (numpy enumeration) before CP-SAT; 0 disables it.
         kafka: Kafka connection settings (``KAFKA_*``).
     """
 
@@ -45,6 +51,8 @@ class ClassicalSettings(ServiceSettings):
     cpsat_deterministic_time_per_s: float | None = _CPSAT.deterministic_time_per_s
     cpsat_warm_start: bool = _CPSAT.warm_start
     min_time_ms: int = Field(default=50, ge=0)
+    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    exact_max_variables: int = Field(default=MAX_EXACT_VARIABLES, ge=0, le=24)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
@@ -59,4 +67,6 @@ class ClassicalSettings(ServiceSettings):
 
     def worker(self) -> WorkerSettings:
         """Budget rules of the shared worker."""
-        return WorkerSettings(min_time_s=self.min_time_ms / 1000.0)
+        return WorkerSettings(
+            min_time_s=self.min_time_ms / 1000.0, exact_max_variables=self.exact_max_variables
+        )

@@ -87,6 +87,8 @@ class IntakeApp:
         self.duplicates = 0
         self._running = False
         self._last_poll = 0.0
+        self._unflushed: dict[tuple[str, str], tuple[str, tuple[str, int, int]]] = {}
+        """Accepted in the current batch, not yet flushed: key -> (fingerprint, source)."""
 
     # --- one message --------------------------------------------------------------------
 
@@ -120,6 +122,12 @@ class IntakeApp:
         fp = envelope["input_fingerprint"]
         with log_context(job_id=job_id, correlation_id=envelope["correlation_id"]):
             seen = self.recent.check(tenant, key, fp)
+            source = (record.topic, record.partition, record.offset)
+            pending = self._unflushed.get((tenant, key))
+            if seen is Seen.NEW and pending is not None and pending[1] != source:
+                # Accepted earlier in this batch, not yet durable: the same rules apply.
+                # (The same source offset is a re-delivery after a failed flush: emit it.)
+                seen = Seen.DUPLICATE if pending[0] == fp else Seen.CONFLICT
             if seen is Seen.DUPLICATE:
                 DUPLICATES.inc()
                 self.duplicates += 1
@@ -137,10 +145,11 @@ class IntakeApp:
                 **{h.CORRELATION_ID: envelope["correlation_id"], h.JOB_ID: job_id},
             )
             self.producer.send(self.accepted_topic, envelope, key=job_id, headers=headers)
-            # Durable before it is remembered: a failed delivery must not turn the retry
-            # of this very message into a "duplicate".
-            self.producer.flush()
-            self.recent.remember(tenant, key, fp)
+            # Remembered only once durable (the consumer flushes the batch, then calls
+            # on_flushed): a failed delivery must not turn the retry of this very message
+            # into a "duplicate".
+            if self.recent.maxsize > 0:
+                self._unflushed.setdefault((tenant, key), (fp, source))
             self.accepted += 1
             logger.info(
                 "accepted %s job (%s variables, policy %s, priority %s)",
@@ -157,9 +166,18 @@ class IntakeApp:
         self._running = True
         self._last_poll = time.monotonic()
         try:
-            self.consumer.run(self.handle, on_idle=self._tick)
+            self.consumer.run(self.handle, on_idle=self._tick, on_flushed=self.on_flushed)
         finally:
             self._running = False
+
+    def on_flushed(self) -> None:
+        """Called by the consumer once the batch's envelopes are durable (flushed).
+
+        Their keys are remembered for in-process deduplication only now.
+        """
+        for (tenant, key), (fp, _) in self._unflushed.items():
+            self.recent.remember(tenant, key, fp)
+        self._unflushed.clear()
 
     def _tick(self) -> None:
         self._last_poll = time.monotonic()

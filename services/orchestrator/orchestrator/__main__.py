@@ -55,7 +55,7 @@ def main() -> int:
         return ok, "ok" if ok else "database unreachable"
 
     return runtime.serve(
-        lambda: consumer.run(app.handle, on_idle=app.tick),
+        lambda: consumer.run(app.handle, on_idle=app.tick, batch_handler=app.handle_batch),
         stop=consumer.stop,
         ready=ready,
         on_exit=close,

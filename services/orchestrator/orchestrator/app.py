@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -102,78 +104,107 @@ class OrchestratorApp:
         self._next_resend = 0.0
         self._tick_backoff = 0.0
         self._tick_retry_at = 0.0
+        self._lag_reading = threading.Lock()
 
     # --- consumer handler ---------------------------------------------------------------
 
     def handle(self, record: Record) -> None:
         """Handle one envelope or solver outcome (called by the BusConsumer)."""
-        value = record.value
-        with log_context(job_id=value.get("job_id"), correlation_id=record.correlation_id):
-            if record.subject == "qbridge.JobEnvelope":
-                self._on_envelope(value, record.headers)
-            elif record.subject == "qbridge.SolverOutcome":
-                self._on_outcome(value, record.headers)
-            else:
-                logger.warning("ignoring %s on %s", record.subject, record.topic)
+        self.handle_batch([record])
 
-    def _on_envelope(self, env: dict[str, Any], incoming: Mapping[str, bytes]) -> None:
+    def handle_batch(self, records: Sequence[Record]) -> None:
+        """Handle a batch of envelopes and outcomes in ONE PostgreSQL transaction.
+
+        Every job touched by the batch is loaded (row-locked) with one query; the new
+        states and the outbox rows of every message are written in the same
+        transaction; after the commit the whole outbox is produced with one flush
+        and marked sent. A crash before that leaves unsent rows that
+        :meth:`resend_outbox` produces again; a failing batch is retried by the
+        consumer record by record.
+        """
         now = self.clock()
+        batch = _Batch()
+        with self.store.transaction() as conn:
+            batch.known = self.store.load_many(conn, {r.value["job_id"] for r in records})
+            for record in records:
+                value = record.value
+                with log_context(job_id=value.get("job_id"), correlation_id=record.correlation_id):
+                    if record.subject == "qbridge.JobEnvelope":
+                        self._on_envelope(batch, value, record.headers, now)
+                    elif record.subject == "qbridge.SolverOutcome":
+                        self._on_outcome(conn, batch, value, record.headers, now)
+                    else:
+                        logger.warning("ignoring %s on %s", record.subject, record.topic)
+            self.store.insert_many(conn, [batch.known[j] for j in batch.new])
+            self.store.save_many(conn, [batch.known[j][0] for j in batch.changed - batch.new])
+            rows = self.store.add_outbox_many(conn, batch.outbox)
+        for st, effects in batch.effects:
+            self._after_commit(st, effects, [])
+        self._send(rows)
+
+    def _on_envelope(
+        self,
+        batch: _Batch,
+        env: dict[str, Any],
+        incoming: Mapping[str, bytes],
+        now: int,
+    ) -> None:
+        job_id = env["job_id"]
+        known = batch.known.get(job_id)
+        if known is not None:
+            if known[2] != env["input_fingerprint"]:
+                logger.error(
+                    "job %s re-submitted with a different input (idempotency key reused);"
+                    " keeping the first",
+                    job_id,
+                )
+            return  # duplicate: its effects are in the outbox already
         envelope = to_json_safe(env)
         problem = self._problem(envelope)
         started = time.perf_counter()
-        with self.store.transaction() as conn:
-            known = self.store.fingerprint(conn, env["job_id"])
-            if known is not None:
-                if known != env["input_fingerprint"]:
-                    logger.error(
-                        "job %s re-submitted with a different input (idempotency key reused);"
-                        " keeping the first",
-                        env["job_id"],
-                    )
-                return  # duplicate: its effects are in the outbox already
-            st, effects = self.machine.on_envelope(
-                env, now, self._decider(envelope), problem.sense.value
-            )
-            self.store.insert(conn, st, envelope, env["input_fingerprint"])
-            rows = self.store.add_outbox(
-                conn, st.job_id, self._encode(st, envelope, effects, incoming)
-            )
+        st, effects = self.machine.on_envelope(
+            env, now, self._decider(envelope), problem.sense.value
+        )
+        batch.known[job_id] = (st, envelope, env["input_fingerprint"])
+        batch.new.add(job_id)
+        batch.add(st, effects, self._encode(st, envelope, effects, incoming))
         m.STAGE_DURATION.labels("orchestrator", "route").observe(time.perf_counter() - started)
-        self._after_commit(st, effects, rows)
 
-    def _on_outcome(self, out: dict[str, Any], incoming: Mapping[str, bytes]) -> None:
-        now = self.clock()
-        with self.store.transaction() as conn:
-            loaded = self.store.load(conn, out["job_id"])
-            if loaded is None:
-                # An outcome can only follow an envelope we stored; this one is stale or foreign.
-                logger.warning("outcome for unknown job %s ignored", out["job_id"])
-                return
-            st, envelope = loaded
-            problem = self._problem(envelope)
+    def _on_outcome(
+        self,
+        conn: Any,
+        batch: _Batch,
+        out: dict[str, Any],
+        incoming: Mapping[str, bytes],
+        now: int,
+    ) -> None:
+        loaded = batch.known.get(out["job_id"])
+        if loaded is None:
+            # An outcome can only follow an envelope we stored; this one is stale or foreign.
+            logger.warning("outcome for unknown job %s ignored", out["job_id"])
+            return
+        st, envelope, _ = loaded
+        problem = self._problem(envelope)
 
-            def evaluate(assignment: list[int]) -> tuple[float, bool]:
-                ev = problem.evaluate(assignment)
-                return ev.objective, ev.feasible
+        def evaluate(assignment: list[int]) -> tuple[float, bool]:
+            ev = problem.evaluate(assignment)
+            return ev.objective, ev.feasible
 
-            effects = self.machine.on_outcome(st, out, now, self._decider(envelope), evaluate)
-            if out["status"] == "ok" and out["route"] == "quantum" and out.get("provenance"):
-                prov = out["provenance"]
-                self.store.add_usage(
-                    conn,
-                    st.tenant,
-                    prov.get("shots") or 0,
-                    prov["cost_units"],
-                    job_id=st.job_id,
-                    attempt=out["attempt"],
-                )
-            if out["status"] == "error" and out.get("error"):
-                m.RETRIES.labels("orchestrator", out["error"]["error_class"]).inc()
-            self.store.save(conn, st)
-            rows = self.store.add_outbox(
-                conn, st.job_id, self._encode(st, envelope, effects, incoming)
+        effects = self.machine.on_outcome(st, out, now, self._decider(envelope), evaluate)
+        if out["status"] == "ok" and out["route"] == "quantum" and out.get("provenance"):
+            prov = out["provenance"]
+            self.store.add_usage(
+                conn,
+                st.tenant,
+                prov.get("shots") or 0,
+                prov["cost_units"],
+                job_id=st.job_id,
+                attempt=out["attempt"],
             )
-        self._after_commit(st, effects, rows)
+        if out["status"] == "error" and out.get("error"):
+            m.RETRIES.labels("orchestrator", out["error"]["error_class"]).inc()
+        batch.changed.add(st.job_id)
+        batch.add(st, effects, self._encode(st, envelope, effects, incoming))
 
     # --- timers, lag, outbox resend -------------------------------------------------------
 
@@ -207,15 +238,24 @@ class OrchestratorApp:
             self._tick_backoff = 0.0
 
     def _periodic(self, mono: float) -> None:
-        if mono >= self._next_lag:
+        if mono >= self._next_lag and not self._lag_reading.locked():
             self._next_lag = mono + self.s.lag_poll_ms / 1000
-            self.refresh_lag()
+            # Reading lag costs broker round trips per partition (hundreds of ms under
+            # load): a background thread does it, so the consumer loop never waits.
+            threading.Thread(target=self._refresh_lag_once, daemon=True).start()
         if mono >= self._next_timer:
             self._next_timer = mono + self.s.timer_scan_ms / 1000
             self.run_timers()
         if mono >= self._next_resend:
             self._next_resend = mono + self.s.outbox_resend_ms / 1000
             self.resend_outbox()
+
+    def _refresh_lag_once(self) -> None:
+        with self._lag_reading:
+            try:
+                self.refresh_lag()
+            except Exception:  # never kill the thread's caller; the next tick retries
+                logger.exception("reading executor lag failed")
 
     def run_timers(self) -> int:
         """Apply due timers; returns how many jobs were looked at."""
@@ -424,3 +464,19 @@ class OrchestratorApp:
             self.producer.send_raw(r.topic, r.value, key=r.key, headers=h.to_list(r.headers))
         self.producer.flush()
         self.store.mark_sent([r.id for r in rows if r.id is not None])
+
+
+@dataclass
+class _Batch:
+    """What one batch transaction has seen and caused."""
+
+    known: dict[str, tuple[JobState, dict[str, Any], str]] = field(default_factory=dict)
+    """Job states (with envelope and fingerprint) by id, as changed so far in the batch."""
+    new: set[str] = field(default_factory=set)
+    changed: set[str] = field(default_factory=set)
+    outbox: list[tuple[str, OutboxRow]] = field(default_factory=list)
+    effects: list[tuple[JobState, list[Effect]]] = field(default_factory=list)
+
+    def add(self, st: JobState, effects: list[Effect], rows: list[OutboxRow]) -> None:
+        self.effects.append((st, effects))
+        self.outbox.extend((st.job_id, r) for r in rows)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from orchestrator.policy import Decision, Mode
@@ -78,8 +78,14 @@ class JobState:
         return JobStatus(self.status).final
 
     def to_json(self) -> dict[str, Any]:
-        """Plain JSON data for storage."""
-        return asdict(self)
+        """Plain JSON data for storage.
+
+        Shallow (``results`` and ``pending`` are JSON data already and are shared, not
+        copied): ``dataclasses.asdict`` deep-copies them and costs milliseconds per job.
+        """
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["attempts"] = [dict(vars(a)) for a in self.attempts]
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> JobState:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -139,43 +139,67 @@ class Store:
             return None
         return JobState.from_json(row[0]), row[1]
 
-    def fingerprint(self, conn: psycopg.Connection[Any], job_id: str) -> str | None:
-        """The input fingerprint of a known job (None if unknown)."""
-        row = conn.execute(
-            "SELECT fingerprint FROM orch_jobs WHERE job_id = %s", (job_id,)
-        ).fetchone()
-        return None if row is None else str(row[0])
+    def load_many(
+        self, conn: psycopg.Connection[Any], job_ids: Collection[str]
+    ) -> dict[str, tuple[JobState, dict[str, Any], str]]:
+        """Load and row-lock (in id order) the known jobs among ``job_ids``.
 
-    def insert(
+        Returns:
+            ``job_id -> (state, envelope, input fingerprint)``.
+        """
+        if not job_ids:
+            return {}
+        rows = conn.execute(
+            "SELECT job_id, state, envelope, fingerprint FROM orch_jobs"
+            " WHERE job_id = ANY(%s) ORDER BY job_id FOR UPDATE",
+            (sorted(job_ids),),
+        ).fetchall()
+        return {r[0]: (JobState.from_json(r[1]), r[2], str(r[3])) for r in rows}
+
+    def insert_many(
         self,
         conn: psycopg.Connection[Any],
-        st: JobState,
-        envelope: dict[str, Any],
-        fingerprint: str,
+        jobs: Sequence[tuple[JobState, dict[str, Any], str]],
     ) -> None:
-        """Record a new job."""
-        conn.execute(
-            "INSERT INTO orch_jobs (job_id, tenant, status, final, timer_ms, fingerprint,"
-            " envelope, state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                st.job_id,
-                st.tenant,
-                st.status,
-                st.final,
-                st.timer_ms,
-                fingerprint,
-                Jsonb(envelope),
-                Jsonb(st.to_json()),
-            ),
-        )
+        """Record new jobs ``(state, envelope, input fingerprint)`` (one pipelined batch)."""
+        if not jobs:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO orch_jobs (job_id, tenant, status, final, timer_ms, fingerprint,"
+                " envelope, state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                [
+                    (
+                        st.job_id,
+                        st.tenant,
+                        st.status,
+                        st.final,
+                        st.timer_ms,
+                        fingerprint,
+                        Jsonb(envelope),
+                        Jsonb(st.to_json()),
+                    )
+                    for st, envelope, fingerprint in jobs
+                ],
+            )
 
     def save(self, conn: psycopg.Connection[Any], st: JobState) -> None:
         """Persist a changed state."""
-        conn.execute(
-            "UPDATE orch_jobs SET status = %s, final = %s, timer_ms = %s, state = %s,"
-            " updated_at = now() WHERE job_id = %s",
-            (st.status, st.final, st.timer_ms, Jsonb(st.to_json()), st.job_id),
-        )
+        self.save_many(conn, [st])
+
+    def save_many(self, conn: psycopg.Connection[Any], states: Sequence[JobState]) -> None:
+        """Persist changed states (one pipelined batch)."""
+        if not states:
+            return
+        with conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE orch_jobs SET status = %s, final = %s, timer_ms = %s, state = %s,"
+                " updated_at = now() WHERE job_id = %s",
+                [
+                    (st.status, st.final, st.timer_ms, Jsonb(st.to_json()), st.job_id)
+                    for st in states
+                ],
+            )
 
     def due(self, now_ms: int, limit: int = 100) -> list[str]:
         """Ids of non-final jobs whose timer is due."""
@@ -199,16 +223,35 @@ class Store:
         self, conn: psycopg.Connection[Any], job_id: str, rows: Sequence[OutboxRow]
     ) -> list[OutboxRow]:
         """Queue messages in the current transaction; returns them with ids."""
-        out = []
-        for r in rows:
-            rid = conn.execute(
+        return self.add_outbox_many(conn, [(job_id, r) for r in rows])
+
+    def add_outbox_many(
+        self, conn: psycopg.Connection[Any], rows: Sequence[tuple[str, OutboxRow]]
+    ) -> list[OutboxRow]:
+        """Queue ``(job id, message)`` pairs in the current transaction.
+
+        One pipelined statement batch; returns the messages with their ids, in order.
+        """
+        if not rows:
+            return []
+        with conn.cursor() as cur:
+            cur.executemany(
                 "INSERT INTO orch_outbox (job_id, topic, key, value, headers)"
                 " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (job_id, r.topic, r.key, r.value, Jsonb(r.headers)),
-            ).fetchone()
-            assert rid is not None
-            out.append(OutboxRow(r.topic, r.key, r.value, r.headers, int(rid[0])))
-        return out
+                [(job_id, r.topic, r.key, r.value, Jsonb(r.headers)) for job_id, r in rows],
+                returning=True,
+            )
+            ids = []
+            while True:
+                got = cur.fetchone()
+                assert got is not None
+                ids.append(int(got[0]))
+                if not cur.nextset():
+                    break
+        return [
+            OutboxRow(r.topic, r.key, r.value, r.headers, rid)
+            for (_, r), rid in zip(rows, ids, strict=True)
+        ]
 
     def mark_sent(self, ids: Sequence[int]) -> None:
         """Mark outbox rows as produced and acknowledged."""

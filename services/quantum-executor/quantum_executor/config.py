@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -47,6 +48,7 @@ class QuantumSettings(ServiceSettings):
         quantum_fail_slow_s: Delay per call in ``slow`` mode.
         quantum_fail_backends: Backends affected (JSON list; empty: all).
         min_time_ms: Work with less time left is not started (``over_budget``).
+        concurrency: Work items solved at the same time (default: the CPU cores).
         default_shots: Shots when a work item says 0.
         kafka: Kafka connection settings (``KAFKA_*``).
     """
@@ -77,6 +79,7 @@ class QuantumSettings(ServiceSettings):
     quantum_fail_backends: list[str] = []
 
     min_time_ms: int = Field(default=50, ge=0)
+    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     default_shots: int = Field(default=2048, ge=1)
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

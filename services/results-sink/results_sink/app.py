@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import Gauge
@@ -24,7 +24,7 @@ from qbridge.metrics import RETRIES, STAGE_DURATION
 from qbridge.service import log_context
 from results_sink import SERVICE_NAME
 from results_sink import mapping as m
-from results_sink.store import WriteResult, translate
+from results_sink.store import StoreRow, WriteResult, translate
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class Store(Protocol):
     def record_transition(self, row: m.TransitionRow) -> WriteResult: ...
     def record_attempt(self, row: m.AttemptRow) -> WriteResult: ...
     def record_outcome(self, rows: m.OutcomeRows) -> WriteResult: ...
+    def record_batch(self, rows: Sequence[StoreRow]) -> list[WriteResult]: ...
 
 
 class ResultsSinkApp:
@@ -82,6 +83,12 @@ class ResultsSinkApp:
         self._max_startup_backoff_s = max_startup_backoff_s
         self._stop = threading.Event()
         self._started = threading.Event()
+        self._rows: dict[str, Callable[[dict[str, Any]], StoreRow]] = {
+            m.JOB_ENVELOPE: m.job_row,
+            m.JOB_STATUS_TRANSITION: m.transition_row,
+            m.SOLVER_OUTCOME: m.attempt_row,
+            m.JOB_OUTCOME: m.outcome_rows,
+        }
         self._routes: dict[str, Callable[[dict[str, Any]], WriteResult]] = {
             m.JOB_ENVELOPE: lambda v: self.store.record_job(m.job_row(v)),
             m.JOB_STATUS_TRANSITION: lambda v: self.store.record_transition(m.transition_row(v)),
@@ -131,6 +138,36 @@ class ResultsSinkApp:
                 result,
             )
 
+    def handle_batch(self, records: Sequence[Record]) -> None:
+        """Store a batch of records in ONE transaction (the consumer's batch handler).
+
+        Rows are mapped first; then one pipelined write per statement kind and one
+        commit. Any failure (a bad value, an outage) fails the whole batch, and the
+        consumer then handles it record by record through :meth:`handle`, which
+        dead-letters or retries exactly the record at fault.
+        """
+        rows = []
+        for record in records:
+            to_row = self._rows.get(record.subject)
+            if to_row is None:
+                raise UnroutableRecordError(
+                    f"results-sink does not store {record.subject} records (topic {record.topic})"
+                )
+            rows.append(to_row(record.value))
+        started = time.perf_counter()
+        try:
+            self.store.record_batch(rows)
+        except Exception as exc:
+            mapped = translate(exc)
+            if isinstance(mapped, StoreUnavailableError):
+                DATABASE_UP.set(0)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        DATABASE_UP.set(1)
+        STAGE_DURATION.labels(self.service, "store").observe(time.perf_counter() - started)
+        logger.debug("stored a batch of %d records", len(rows))
+
     # --- lifecycle ----------------------------------------------------------------
 
     def start(self) -> bool:
@@ -166,7 +203,7 @@ class ResultsSinkApp:
         if not self.start():
             return
         logger.info("consuming %s as group %s", ", ".join(self._routes), self.group)
-        self.consumer.run(self.handle)
+        self.consumer.run(self.handle, batch_handler=self.handle_batch)
 
     @property
     def group(self) -> str:

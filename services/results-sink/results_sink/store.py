@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -102,6 +102,7 @@ INSERT INTO status_transitions
 VALUES (%(job_id)s, %(seq)s, %(from_status)s, %(to_status)s, %(reason)s, %(attempt)s,
         %(route)s, %(backend)s, %(correlation_id)s, %(at)s)
 ON CONFLICT (job_id, seq) DO NOTHING
+RETURNING true
 """
 
 # The job's status follows the highest seq; once final (an outcome or a final
@@ -159,6 +160,7 @@ _INSERT_SOLUTION = f"""
 INSERT INTO solutions ({", ".join(_SOLUTION_COLUMNS)})
 VALUES ({", ".join(f"%({c})s" for c in _SOLUTION_COLUMNS)})
 ON CONFLICT (job_id) DO NOTHING
+RETURNING true
 """
 
 _INSERT_CANDIDATE = """
@@ -215,43 +217,25 @@ class ResultsStore:
             conn.execute("SELECT 1")
 
     # --- writes -------------------------------------------------------------------
+    #
+    # Each kind of row is written by one pipelined ``executemany`` per statement, so a
+    # batch of records costs a few round trips and one commit; the single-record
+    # methods are batches of one.
 
     def record_job(self, row: JobRow) -> WriteResult:
         """Store an accepted envelope (fills a placeholder row if children came first)."""
-        params = asdict(row)
-        params["problem"] = Jsonb(row.problem)
-        params["output_shape"] = Jsonb(row.output_shape)
-        params["tags"] = Jsonb(row.tags)
         with self._tx() as cur:
-            cur.execute(_UPSERT_JOB, params)
-            got = cur.fetchone()
-        if got is None:
-            return _count("jobs", "duplicate")
-        return _count("jobs", "inserted" if got[0] else "updated")
+            return _jobs(cur, [row])[0]
 
     def record_transition(self, row: TransitionRow) -> WriteResult:
         """Store a status transition and move the job's latest status forward."""
-        params = {**asdict(row), "is_final": row.is_final}
         with self._tx() as cur:
-            cur.execute(_PLACEHOLDER, params)
-            cur.execute(_INSERT_TRANSITION, params)
-            inserted = cur.rowcount == 1
-            cur.execute(_APPLY_TRANSITION, params)
-        return _count("status_transitions", "inserted" if inserted else "duplicate")
+            return _transitions(cur, [row])[0]
 
     def record_attempt(self, row: AttemptRow) -> WriteResult:
         """Store a solver outcome: a started attempt, or its ok/error result."""
-        params = asdict(row)
-        params["quality"] = _jsonb(row.quality)
-        params["candidates"] = Jsonb(row.candidates)
-        params["provenance"] = _jsonb(row.provenance)
         with self._tx() as cur:
-            cur.execute(_PLACEHOLDER, params)
-            cur.execute(_UPSERT_TERMINAL if row.is_terminal else _INSERT_STARTED, params)
-            got = cur.fetchone()
-        if got is None:
-            return _count("attempts", "duplicate")
-        return _count("attempts", "inserted" if got[0] else "updated")
+            return _attempts(cur, [row])[0]
 
     def record_outcome(self, rows: OutcomeRows) -> WriteResult:
         """Store a job's final outcome, its candidates, and the job's final status.
@@ -259,36 +243,29 @@ class ResultsStore:
         The first final outcome of a job wins; a later, different one is logged and
         ignored (there is exactly one final outcome per job by contract).
         """
-        sol = rows.solution
-        params = asdict(sol)
-        params["provenance"] = _jsonb(sol.provenance)
         with self._tx() as cur:
-            cur.execute(_PLACEHOLDER, params)
-            cur.execute(_INSERT_SOLUTION, params)
-            if cur.rowcount != 1:
-                cur.execute(
-                    "SELECT status, objective, assignment FROM solutions WHERE job_id = %s",
-                    (sol.job_id,),
-                )
-                stored = cur.fetchone()
-                if stored is not None and (
-                    (stored[0], stored[1], stored[2]) != (sol.status, sol.objective, sol.assignment)
-                ):
-                    logger.warning(
-                        "ignoring a second, different final outcome for job %s "
-                        "(stored %s/%s, got %s/%s)",
-                        sol.job_id,
-                        stored[0],
-                        stored[1],
-                        sol.status,
-                        sol.objective,
-                    )
-                return _count("solutions", "duplicate")
-            if rows.candidates:
-                cur.executemany(_INSERT_CANDIDATE, [asdict(c) for c in rows.candidates])
-            cur.execute(_APPLY_OUTCOME, params)
-        ROWS_WRITTEN.labels("candidates", "inserted").inc(len(rows.candidates))
-        return _count("solutions", "inserted")
+            return _outcomes(cur, [rows])[0]
+
+    def record_batch(self, rows: Sequence[StoreRow]) -> list[WriteResult]:
+        """Store many rows of any kind in ONE transaction (idempotent, like the single writes).
+
+        Envelopes are written first, then transitions, attempts and final outcomes
+        (the order the pipeline produces them; any order gives the same end state).
+
+        Returns:
+            The result of each row, in the order given.
+        """
+        by_kind: dict[type, list[int]] = {}
+        for i, row in enumerate(rows):
+            by_kind.setdefault(type(row), []).append(i)
+        results: list[WriteResult] = ["duplicate"] * len(rows)
+        with self._tx() as cur:
+            for kind, write in _WRITERS:
+                idx = by_kind.get(kind, [])
+                if idx:
+                    for i, res in zip(idx, write(cur, [rows[i] for i in idx]), strict=True):
+                        results[i] = res
+        return results
 
     # --- reads --------------------------------------------------------------------
 
@@ -342,3 +319,112 @@ class ResultsStore:
                 {"t": list(tenants) if tenants is not None else None},
             )
             return cur.fetchall()
+
+
+# --- batch writers (inside a caller's transaction) ------------------------------------
+
+StoreRow = JobRow | TransitionRow | AttemptRow | OutcomeRows
+
+
+def _returned(cur: psycopg.Cursor[Any], sql: str, params: Sequence[dict[str, Any]]) -> list[Any]:
+    """``executemany`` of a ``RETURNING`` statement: each statement's row (None if none)."""
+    cur.executemany(sql, params, returning=True)
+    out = []
+    while True:
+        out.append(cur.fetchone())
+        if not cur.nextset():
+            return out
+
+
+def _placeholders(cur: psycopg.Cursor[Any], params: Sequence[dict[str, Any]]) -> None:
+    jobs = sorted({(p["job_id"], p["tenant"]) for p in params})
+    cur.executemany(_PLACEHOLDER, [{"job_id": j, "tenant": t} for j, t in jobs])
+
+
+def _upserted(table: str, got: Any) -> WriteResult:
+    if got is None:
+        return _count(table, "duplicate")
+    return _count(table, "inserted" if got[0] else "updated")
+
+
+def _jobs(cur: psycopg.Cursor[Any], rows: Sequence[JobRow]) -> list[WriteResult]:
+    params = []
+    for row in rows:
+        p = asdict(row)
+        p["problem"] = Jsonb(row.problem)
+        p["output_shape"] = Jsonb(row.output_shape)
+        p["tags"] = Jsonb(row.tags)
+        params.append(p)
+    return [_upserted("jobs", got) for got in _returned(cur, _UPSERT_JOB, params)]
+
+
+def _transitions(cur: psycopg.Cursor[Any], rows: Sequence[TransitionRow]) -> list[WriteResult]:
+    params = [{**asdict(row), "is_final": row.is_final} for row in rows]
+    _placeholders(cur, params)
+    inserted = _returned(cur, _INSERT_TRANSITION, params)
+    cur.executemany(_APPLY_TRANSITION, params)
+    return [_count("status_transitions", "inserted" if got else "duplicate") for got in inserted]
+
+
+def _attempts(cur: psycopg.Cursor[Any], rows: Sequence[AttemptRow]) -> list[WriteResult]:
+    params = []
+    for row in rows:
+        p = asdict(row)
+        p["quality"] = _jsonb(row.quality)
+        p["candidates"] = Jsonb(row.candidates)
+        p["provenance"] = _jsonb(row.provenance)
+        params.append(p)
+    _placeholders(cur, params)
+    results: list[WriteResult] = ["duplicate"] * len(rows)
+    for terminal, sql in ((False, _INSERT_STARTED), (True, _UPSERT_TERMINAL)):
+        idx = [i for i, row in enumerate(rows) if row.is_terminal is terminal]
+        if idx:
+            got = _returned(cur, sql, [params[i] for i in idx])
+            for i, g in zip(idx, got, strict=True):
+                results[i] = _upserted("attempts", g)
+    return results
+
+
+def _outcomes(cur: psycopg.Cursor[Any], rows: Sequence[OutcomeRows]) -> list[WriteResult]:
+    params = []
+    for r in rows:
+        p = asdict(r.solution)
+        p["provenance"] = _jsonb(r.solution.provenance)
+        params.append(p)
+    _placeholders(cur, params)
+    inserted = _returned(cur, _INSERT_SOLUTION, params)
+    new = [r for r, got in zip(rows, inserted, strict=True) if got]
+    candidates = [asdict(c) for r in new for c in r.candidates]
+    if candidates:
+        cur.executemany(_INSERT_CANDIDATE, candidates)
+    if new:
+        cur.executemany(_APPLY_OUTCOME, [p for p, got in zip(params, inserted, strict=True) if got])
+    ROWS_WRITTEN.labels("candidates", "inserted").inc(len(candidates))
+    dup = [r.solution for r, got in zip(rows, inserted, strict=True) if not got]
+    if dup:
+        cur.execute(
+            "SELECT job_id, status, objective, assignment FROM solutions WHERE job_id = ANY(%s)",
+            ([s.job_id for s in dup],),
+        )
+        stored = {r[0]: (r[1], r[2], r[3]) for r in cur.fetchall()}
+        for sol in dup:
+            kept = stored.get(sol.job_id)
+            if kept is not None and kept != (sol.status, sol.objective, sol.assignment):
+                logger.warning(
+                    "ignoring a second, different final outcome for job %s "
+                    "(stored %s/%s, got %s/%s)",
+                    sol.job_id,
+                    kept[0],
+                    kept[1],
+                    sol.status,
+                    sol.objective,
+                )
+    return [_count("solutions", "inserted" if got else "duplicate") for got in inserted]
+
+
+_WRITERS: tuple[tuple[type, Callable[[psycopg.Cursor[Any], Any], list[WriteResult]]], ...] = (
+    (JobRow, _jobs),
+    (TransitionRow, _transitions),
+    (AttemptRow, _attempts),
+    (OutcomeRows, _outcomes),
+)

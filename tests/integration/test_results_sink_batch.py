@@ -1,0 +1,137 @@
+"""results-sink batch writes: one transaction per batch, the same rows as record by record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from qbridge.bus import BusProducer, KafkaSettings, Record, ensure_topics
+from qbridge.contracts import AvroCodec
+from qbridge.db.pool import make_pool
+from qbridge.topics import DEAD_LETTERS
+from results_sink.app import ResultsSinkApp
+from results_sink.mapping import InvalidRecordError
+from results_sink.migrate import migrate
+from results_sink.store import ResultsStore
+from tests.integration.test_results_sink import (
+    TOPICS,
+    Message,
+    complete,
+    counts,
+    drain,
+    expected_counts,
+    job_messages,
+    make_consumer,
+    send,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(database_url: str) -> Iterator[ResultsStore]:
+    migrate(database_url)
+    pool = make_pool(database_url, min_size=1, max_size=2, timeout_s=2.0)
+    try:
+        yield ResultsStore(pool)
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def codec_rt(codec: AvroCodec) -> Callable[[list[Message]], list[Record]]:
+    """Messages as the consumer hands them over (encoded and decoded)."""
+
+    def records(messages: list[Message]) -> list[Record]:
+        out = []
+        for i, (t, v) in enumerate(messages):
+            value = codec.decode(codec.encode(t.record, v)).value
+            out.append(Record(t.name, 0, i, v["job_id"].encode(), value, t.record, {}, 0))
+        return out
+
+    return records
+
+
+def _xact_commits(database_url: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_a_batch_in_any_order_with_duplicates_stores_one_row_per_entity(
+    database_url: str,
+    store: ResultsStore,
+    unique: str,
+    codec_rt: Callable[[list[Message]], list[Record]],
+) -> None:
+    job_ids = [f"job-{unique}-b{i}" for i in range(6)]
+    messages: list[Message] = []
+    for i, job_id in enumerate(job_ids):
+        messages += job_messages(job_id, f"tenant-{unique}", failed_attempt=(i % 2 == 1))
+    expected = expected_counts(messages)
+    app = ResultsSinkApp(store)
+    # Outcomes before envelopes and every record twice, in ONE batch.
+    app.handle_batch(codec_rt(list(reversed(messages)) + messages))
+    assert counts(database_url, job_ids) == expected
+    assert complete(database_url, job_ids, expected)()
+    # The same batch again: nothing changes.
+    results = store.record_batch([app._rows[r.subject](r.value) for r in codec_rt(messages)])
+    assert set(results) == {"duplicate"}
+    assert counts(database_url, job_ids) == expected
+
+
+def test_a_batch_with_a_bad_record_fails_whole_and_stores_nothing(
+    database_url: str,
+    store: ResultsStore,
+    unique: str,
+    codec_rt: Callable[[list[Message]], list[Record]],
+) -> None:
+    job_id = f"job-{unique}-bad"
+    messages = job_messages(job_id, f"tenant-{unique}")
+    app = ResultsSinkApp(store)
+    records = codec_rt(messages)
+    bad: dict[str, Any] = {**records[-1].value, "completed_at": "not a time"}
+    records[-1] = Record(records[-1].topic, 0, 99, b"k", bad, records[-1].subject, {}, 0)
+    with pytest.raises((InvalidRecordError, TypeError, ValueError)):
+        app.handle_batch(records)
+    assert counts(database_url, [job_id])["jobs"] == 0, "the batch is one transaction"
+
+
+def test_the_consumer_stores_batches_with_few_commits(
+    kafka_settings: KafkaSettings,
+    codec: AvroCodec,
+    database_url: str,
+    store: ResultsStore,
+    unique: str,
+) -> None:
+    ensure_topics(kafka_settings, [*TOPICS, DEAD_LETTERS])
+    job_ids = [f"job-{unique}-c{i}" for i in range(20)]
+    messages: list[Message] = []
+    for job_id in job_ids:
+        messages += job_messages(job_id, f"tenant-{unique}")
+    expected = expected_counts(messages)
+    producer = BusProducer(kafka_settings, codec, client_id=f"rs-{unique}")
+    send(producer, messages)
+    app = ResultsSinkApp(store)
+    consumer, _, _ = make_consumer(kafka_settings, codec, f"rs-batch-{unique}", unique)
+    before = _xact_commits(database_url)
+    try:
+        for _ in range(200):
+            if complete(database_url, job_ids, expected)():
+                break
+            consumer.process_batch(app.handle, timeout=0.5, batch_handler=app.handle_batch)
+        drain(consumer, app.handle, lambda: True)
+    finally:
+        consumer.close()
+    assert counts(database_url, job_ids) == expected
+    assert consumer.processed == len(messages)
+    commits = _xact_commits(database_url) - before
+    # Record by record would commit once per record; batches commit far less (the
+    # polling of `complete` and the statistics' own lag add some).
+    assert commits < len(messages) // 2, (commits, len(messages))
