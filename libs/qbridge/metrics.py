@@ -46,6 +46,11 @@ CONSUMER_LAG = Gauge(
     "Consumer-group lag (high watermark minus committed offset), summed per topic.",
     ["group", "topic"],
 )
+BACKEND_AVAILABLE = Gauge(
+    "qbridge_backend_available",
+    "1 while the orchestrator sends work to a backend, 0 while its circuit breaker is open.",
+    ["backend"],
+)
 TRANSPILE_CACHE = Counter(
     "qbridge_transpile_cache_requests_total",
     "Transpile cache lookups, by result (hit, miss).",

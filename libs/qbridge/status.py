@@ -18,13 +18,16 @@ class JobStatus(enum.StrEnum):
     """Where a job is in its life.
 
     The pipeline (orchestrator) moves a job
-    ``accepted -> routed -> running -> succeeded | degraded | failed | expired``;
+    ``accepted -> routed -> running -> succeeded | degraded | failed | expired``,
+    with ``awaiting_approval`` between ``accepted`` and ``routed`` when an approval
+    policy holds the job's quantum attempt for a reviewer's sign-off;
     ``submitted`` and ``rejected`` exist only at the gateway, for a request not yet
     accepted by intake and for one that intake refused.
     """
 
     SUBMITTED = "submitted"
     ACCEPTED = "accepted"
+    AWAITING_APPROVAL = "awaiting_approval"
     ROUTED = "routed"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -94,6 +97,10 @@ class DegradeReason(enum.StrEnum):
     """The quantum attempt would not fit its time or cost budget."""
     QUANTUM_FAILED = "quantum_error"
     """The quantum attempt failed otherwise (race mode: bad input or a defect)."""
+    APPROVAL_REJECTED = "approval_rejected"
+    """A reviewer rejected the quantum attempt; the job was answered classically."""
+    APPROVAL_TIMEOUT = "approval_timeout"
+    """No reviewer decided in time; the job was answered classically."""
     RESCUE = "rescue"
     """No executor answered before the deadline; the orchestrator's built-in heuristic did."""
     OTHER = "other"

@@ -52,6 +52,7 @@ WORK_CLASSICAL = TopicSpec("qbridge.work-classical.v1", "qbridge.WorkItem")
 SOLVER_OUTCOMES = TopicSpec("qbridge.solver-outcomes.v1", "qbridge.SolverOutcome")
 JOB_STATUS = TopicSpec("qbridge.job-status.v1", "qbridge.JobStatusTransition")
 JOB_OUTCOMES = TopicSpec("qbridge.job-outcomes.v1", "qbridge.JobOutcome")
+APPROVALS = TopicSpec("qbridge.approvals.v1", "qbridge.ApprovalDecision")
 DEAD_LETTERS = TopicSpec(
     "qbridge.dead-letters.v1",
     "qbridge.DeadLetter",
@@ -67,6 +68,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     SOLVER_OUTCOMES,
     JOB_STATUS,
     JOB_OUTCOMES,
+    APPROVALS,
     DEAD_LETTERS,
 )
 
@@ -81,13 +83,13 @@ class ConsumerGroup:
 
 INTAKE_GROUP = ConsumerGroup("qbridge-intake", (PROBLEM_REQUESTS.name,))
 ORCHESTRATOR_GROUP = ConsumerGroup(
-    "qbridge-orchestrator", (JOBS_ACCEPTED.name, SOLVER_OUTCOMES.name)
+    "qbridge-orchestrator", (JOBS_ACCEPTED.name, SOLVER_OUTCOMES.name, APPROVALS.name)
 )
 QUANTUM_EXECUTOR_GROUP = ConsumerGroup("qbridge-quantum-executor", (WORK_QUANTUM.name,))
 CLASSICAL_FALLBACK_GROUP = ConsumerGroup("qbridge-classical-fallback", (WORK_CLASSICAL.name,))
 RESULTS_SINK_GROUP = ConsumerGroup(
     "qbridge-results-sink",
-    (JOBS_ACCEPTED.name, JOB_STATUS.name, JOB_OUTCOMES.name, SOLVER_OUTCOMES.name),
+    (JOBS_ACCEPTED.name, JOB_STATUS.name, JOB_OUTCOMES.name, SOLVER_OUTCOMES.name, APPROVALS.name),
 )
 
 ALL_GROUPS: tuple[ConsumerGroup, ...] = (

@@ -49,15 +49,18 @@ def test_orchestrator_store_creates_its_tables_through_the_shared_runner(
         fresh_database
     )
     with psycopg.connect(fresh_database) as conn:
-        rows = conn.execute(f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE}").fetchall()
-    assert rows == [(m.version, m.name, m.checksum) for m in load_migrations(MIGRATIONS_PACKAGE)]
+        rows = conn.execute(
+            f"SELECT version, name, checksum FROM {MIGRATIONS_TABLE} ORDER BY version"
+        ).fetchall()
+    migrations = load_migrations(MIGRATIONS_PACKAGE)
+    assert rows == [(m.version, m.name, m.checksum) for m in migrations]
 
 
 def test_a_history_table_of_the_previous_layout_is_adopted(fresh_database: str) -> None:
     # A database written by the previous orchestrator: its tables exist, and its history
     # table has only (version, applied_at). The runner must neither re-run 0001 (its
-    # CREATE TABLE would fail) nor refuse the table.
-    first = load_migrations(MIGRATIONS_PACKAGE)[0]
+    # CREATE TABLE would fail) nor refuse the table; later migrations then apply.
+    first, *later = load_migrations(MIGRATIONS_PACKAGE)
     with psycopg.connect(fresh_database, autocommit=True) as conn:
         conn.execute(first.sql.encode())
         conn.execute(LEGACY_HISTORY)
@@ -67,17 +70,17 @@ def test_a_history_table_of_the_previous_layout_is_adopted(fresh_database: str) 
         )
     migrations = load_migrations(MIGRATIONS_PACKAGE)
     done = migrate(fresh_database, migrations, table=MIGRATIONS_TABLE, lock_key=LOCK_KEY)
-    assert done == migrations[1:]  # 0001 adopted, not re-run; later ones applied
+    assert done == later
     with psycopg.connect(fresh_database) as conn:
         history = conn.execute(
-            "SELECT version, name, checksum FROM orch_schema_migrations"
+            "SELECT version, name, checksum FROM orch_schema_migrations ORDER BY version"
         ).fetchall()
         usage = conn.execute("SELECT shots, cost_units FROM orch_tenant_usage").fetchall()
     # checksum recorded on adoption
-    assert sorted(history)[0] == (1, first.name, first.checksum)
+    assert history == [(m.version, m.name, m.checksum) for m in [first, *later]]
     assert usage == [(5, 1.5)]  # data kept
     # From now on the adopted migration is protected like any other.
-    edited = [Migration(first.version, first.name, first.sql + "\n-- edited\n")]
+    edited = [Migration(first.version, first.name, first.sql + "\n-- edited\n"), *later]
     with pytest.raises(MigrationError, match="changed after it was applied"):
         migrate(fresh_database, edited, table=MIGRATIONS_TABLE, lock_key=LOCK_KEY)
 

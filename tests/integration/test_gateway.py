@@ -54,7 +54,12 @@ def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
         stack.dsn,
         ARTIFACTS / f"gateway-{time.strftime('%H%M%S')}",
         per_service_env={
-            "orchestrator": {"QBRIDGE_DEGRADE_QUANTUM_LAG": "4", "QBRIDGE_LAG_POLL_MS": "300"}
+            "orchestrator": {
+                "QBRIDGE_DEGRADE_QUANTUM_LAG": "4",
+                "QBRIDGE_LAG_POLL_MS": "300",
+                # the stopped-executor test may open the quantum breaker; later tests wait it out
+                "QBRIDGE_BREAKER_COOLDOWN_MS": "5000",
+            }
         },
     )
     p.start()
@@ -79,6 +84,15 @@ def gateway(stack: Any, pipeline: Pipeline) -> Iterator[ServiceProcess]:
             "QBRIDGE_LAG_POLL_MS": "300",
             "QBRIDGE_REJECT_LOW_PRIORITY_LAG": "3",
             "QBRIDGE_SHUTDOWN_GRACE_S": "5",
+            "QBRIDGE_GRPC_REFLECTION": "true",
+            # These tests measure deadlines with up to 8 concurrent Solves on a shared
+            # machine: keep the adaptive gate from refusing them (test_guard_* tests it).
+            "QBRIDGE_SOLVE_MIN_LIMIT": "16",
+            "QBRIDGE_SOLVE_INITIAL_LIMIT": "16",
+            "QBRIDGE_MAX_REQUEST_BYTES": "300000",
+            "QBRIDGE_GRPC_MAX_RECEIVE_BYTES": "600000",
+            "QBRIDGE_TENANT_RATES": json.dumps({"ListJobs": 2}),
+            "QBRIDGE_TENANT_BURST_S": "1",
             "PYTHONUNBUFFERED": "1",
         },
         pipeline["orchestrator"].log_dir,
@@ -209,6 +223,12 @@ def test_solve_stays_in_time_while_the_quantum_executor_is_stopped(
 def test_solve_stays_in_time_while_the_quantum_executor_is_flooded(
     stub: pb_grpc.GatewayStub, producer: BusProducer, pipeline: Pipeline
 ) -> None:
+    # Precondition: quantum work is routed to quantum (an earlier test that stopped the
+    # executor may have opened the circuit breaker; it closes after the cooldown).
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not _quantum_available(pipeline):
+        time.sleep(0.3)
+    assert _quantum_available(pipeline), "the quantum circuit breaker stayed open"
     # Flood the quantum executor the way upstream systems do: 30 quantum-routed jobs
     # published straight to the request topic (QAOA serves about 2 per second here).
     for i in range(30):
@@ -233,6 +253,15 @@ def test_solve_stays_in_time_while_the_quantum_executor_is_flooded(
     slow = [r for d, _, r in results if d == 3000]
     # the orchestrator degrades new work under lag; the pipeline still answers long deadlines
     assert any(r.source == pb.ANSWER_SOURCE_PIPELINE for r in slow), describe(results)
+
+
+def _quantum_available(pipeline: Pipeline) -> bool:
+    closed = [
+        float(line.rsplit(" ", 1)[1]) == 1.0
+        for line in pipeline["orchestrator"].metrics().splitlines()
+        if line.startswith("qbridge_backend_available{")
+    ]
+    return all(closed)  # no line yet: no quantum failure seen, nothing is open
 
 
 def _metric(text: str, name: str) -> float:
@@ -354,6 +383,42 @@ def test_auth_and_error_codes(stub: pb_grpc.GatewayStub) -> None:
         )
     )
     assert c == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_guard_checks_key_size_and_rate_before_parsing(channel: grpc.Channel) -> None:
+    raw = channel.unary_unary(
+        "/qbridge.gateway.v1.Gateway/Solve",
+        request_serializer=None,
+        response_deserializer=pb.SolveResponse.FromString,
+    )
+    garbage = b"\xff" * 500_000  # not a protobuf: parsing it would fail as INTERNAL
+    with pytest.raises(grpc.RpcError) as err:
+        raw(garbage, metadata=(("x-api-key", "nope"),), timeout=10)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as err:
+        raw(b"\xff" * 700_000, metadata=A, timeout=10)  # over the receive limit
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+    assert "larger than max" in err.value.details()  # type: ignore[attr-defined]
+    n = 4000  # over the 300 kB byte budget as Avro, under the 600 kB receive limit
+    steps = range(1, 8)
+    edges = [pb.WeightedEdge(u=i, v=(i + d) % n, weight=1.5) for i in range(n) for d in steps]
+    big = pb.SubmitRequest(problem=pb.Problem(maxcut=pb.MaxCut(num_nodes=n, edges=edges)))
+    assert 300_000 < big.ByteSize() < 600_000
+    with pytest.raises(grpc.RpcError) as err:
+        pb_grpc.GatewayStub(channel).Submit(big, metadata=A, timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert "too large" in err.value.details()  # type: ignore[attr-defined]
+    stub = pb_grpc.GatewayStub(channel)
+    codes = []
+    for _ in range(4):  # ListJobs: 2 per second, burst 2
+        try:
+            stub.ListJobs(pb.ListJobsRequest(), metadata=B, timeout=5)
+            codes.append("OK")
+        except grpc.RpcError as exc:
+            codes.append(exc.code().name)  # type: ignore[attr-defined]
+            trailers = dict(exc.trailing_metadata())  # type: ignore[attr-defined]
+            assert int(trailers["retry-after-ms"]) > 0
+    assert "RESOURCE_EXHAUSTED" in codes and codes[0] == "OK", codes
 
 
 def test_health_and_reflection(channel: grpc.Channel) -> None:

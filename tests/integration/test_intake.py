@@ -222,7 +222,7 @@ def test_intake_process_accepts_rejects_and_stops_cleanly(
     assert env_good["priority"] == 7
     assert env_good["num_qubits"] == 3
     assert env_good["output_shape"] == {"kind": "binary", "length": 3}
-    assert env_good["schema_version"] == 2
+    assert env_good["schema_version"] == 3  # the latest ProblemRequest (v3: classification)
     assert (env_good["deadline_at"] - env_good["accepted_at"]).total_seconds() == 20.0
     headers = h.to_dict(msg.headers())
     assert headers[h.CORRELATION_ID] == b"corr-good"

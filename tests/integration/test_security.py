@@ -21,6 +21,7 @@ from confluent_kafka.admin import AdminClient
 from qbridge.bus.acls import SERVICE_ACCESS
 from qbridge.topics import (
     ALL_TOPICS,
+    APPROVALS,
     JOB_OUTCOMES,
     JOB_STATUS,
     PROBLEM_REQUESTS,
@@ -88,6 +89,9 @@ def test_wrong_password_is_refused(secure_stack: Any) -> None:
 def test_gateway_writes_requests_but_cannot_forge_outcomes(secure_stack: Any) -> None:
     gateway = _user_config(secure_stack, "gateway")
     assert _produce(gateway, PROBLEM_REQUESTS.name) is None
+    # Reviewers' decisions go through the gateway (the orchestrator and the results
+    # sink dead-letter this undecodable one).
+    assert _produce(gateway, APPROVALS.name) is None
     for forged in (JOB_OUTCOMES.name, JOB_STATUS.name, SOLVER_OUTCOMES.name):
         err = _produce(gateway, forged)
         assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (
@@ -152,6 +156,9 @@ def _db(stack: Any, service: str) -> psycopg.Connection[Any]:
         "UPDATE jobs SET status = 'succeeded'",
         "DELETE FROM solutions",
         "INSERT INTO status_transitions (job_id) VALUES ('forged')",
+        "INSERT INTO approvals (decision_id, job_id, decision, reviewer, decided_at) "
+        "VALUES ('d', 'j', 'approve', 'me', now())",
+        "DELETE FROM approvals",
         "SELECT count(*) FROM orch_outbox",
         "INSERT INTO orch_outbox (job_id, topic, key, value) VALUES ('j', 't', 'k', 'v')",
         "UPDATE orch_jobs SET final = true",
@@ -160,7 +167,9 @@ def _db(stack: Any, service: str) -> psycopg.Connection[Any]:
 )
 def test_gateway_role_is_read_only(secure_stack: Any, statement: str) -> None:
     with _db(secure_stack, "gateway") as conn:
-        assert conn.execute("SELECT count(*) FROM jobs").fetchone() is not None  # may read
+        # May read the results, approvals included.
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() is not None
+        assert conn.execute("SELECT count(*) FROM approvals").fetchone() is not None
         with pytest.raises(_DENIED):
             conn.execute(statement)
 

@@ -596,7 +596,9 @@ def test_solve_answers_by_the_deadline_when_the_pipeline_is_silent(deadline_ms: 
             TENANT, pb.SolveRequest(problem=maxcut_msg(), deadline_ms=deadline_ms), FakeCall()
         )
         elapsed_ms = (time.monotonic() - t0) * 1000
-        assert elapsed_ms <= deadline_ms + 20, elapsed_ms
+        # It does not wait for the silent pipeline; the exact lateness is measured in bench/
+        # (a tight bound here would only measure the machine's load).
+        assert elapsed_ms <= deadline_ms + 250, elapsed_ms
         assert r.source == pb.ANSWER_SOURCE_GATEWAY
         assert r.result.route == pb.ROUTE_CLASSICAL
         assert r.result.status == pb.JOB_STATUS_DEGRADED  # quantum was wanted
@@ -665,7 +667,7 @@ def test_solve_respects_the_grpc_deadline_and_repeated_keys() -> None:
     sc, pool = coordinator(FakePublisher(), h, reader)
     try:
         r = sc.solve(TENANT, pb.SolveRequest(problem=maxcut_msg(), deadline_ms=5000), FakeCall(0.3))
-        assert r.deadline_ms == 300 and r.elapsed_ms < 320
+        assert r.deadline_ms == 300 and r.elapsed_ms < 300 + 250  # slack for a loaded machine
         job_id = job_id_for(TENANT, "same")
         reader.jobs[job_id] = StoredJob(
             {"tenant": TENANT}, outcome(job_id, "degraded", "classical")
@@ -682,7 +684,7 @@ def test_solve_respects_the_grpc_deadline_and_repeated_keys() -> None:
             FakeCall(),
         )
         assert r.job_id == job_id and r.source == pb.ANSWER_SOURCE_PIPELINE
-        assert r.result.status == pb.JOB_STATUS_DEGRADED and r.elapsed_ms < 200
+        assert r.result.status == pb.JOB_STATUS_DEGRADED and r.elapsed_ms < 1000
         assert len(pub.published) == before  # type: ignore[attr-defined]
     finally:
         pool.close()

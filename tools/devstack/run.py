@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
                 "gateway": {
                     "QBRIDGE_GRPC_PORT": "50051",
                     "QBRIDGE_API_KEYS": '{"demo-key": "demo"}',
+                    # Development convenience (grpcurl list/describe); off by default.
+                    "QBRIDGE_GRPC_REFLECTION": "true",
                 }
             },
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from qbridge.topics import (
     ALL_GROUPS,
+    APPROVALS,
     CLASSICAL_FALLBACK_GROUP,
     DEAD_LETTERS,
     INTAKE_GROUP,
@@ -110,12 +111,13 @@ SERVICE_ACCESS: dict[str, ServiceAccess] = {
         ),
         describe_groups=tuple(g.name for g in ALL_GROUPS if g != RESULTS_SINK_GROUP),
     ),
-    # The front door: it may submit problem requests and follow job events, never
-    # forge transitions or outcomes (those come from the orchestrator alone).
+    # The front door: it may submit problem requests and reviewers' approval decisions
+    # and follow job events, never forge transitions or outcomes (those come from the
+    # orchestrator alone).
     "gateway": ServiceAccess(
         principal="qbridge-gateway",
         reads=(JOB_STATUS.name, JOB_OUTCOMES.name, DEAD_LETTERS.name),
-        writes=(PROBLEM_REQUESTS.name,),
+        writes=(PROBLEM_REQUESTS.name, APPROVALS.name),
         group_prefixes=(GATEWAY_FOLLOWER_GROUP_PREFIX,),
         **_EXECUTOR_LAG,
     ),

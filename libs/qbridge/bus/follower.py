@@ -184,6 +184,10 @@ class TopicFollower:
             self._consumer.close()
             self._consumer = None
 
+    def alive(self) -> bool:
+        """False once the follower's thread has ended without being stopped."""
+        return self._thread is None or self._thread.is_alive() or self._stop.is_set()
+
     def healthy(self) -> tuple[bool, str]:
         """Whether the follower runs and polls."""
         if self._thread is None:
@@ -272,6 +276,12 @@ class EventHub:
         """Stop following and close the consumer."""
         if self._follower is not None:
             self._follower.stop()
+
+    def alive(self) -> tuple[bool, str]:
+        """Liveness: False once the follower has died (only a restart brings it back)."""
+        if self._follower is not None and not self._follower.alive():
+            return False, "event follower died"
+        return True, "ok"
 
     def healthy(self) -> tuple[bool, str]:
         """Whether the follower runs and polls."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -88,13 +88,23 @@ class BusProducer:
         value: Mapping[str, Any],
         key: str | bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         """Encode ``value`` with the topic's schema and produce it.
+
+        ``on_delivery`` is also told this message's own delivery result (a caller
+        waiting for one message must not read another's failure).
 
         Raises:
             CodecError: ``value`` does not match the schema.
         """
-        self.send_raw(topic.name, self.codec.encode(topic.record, value), key, headers)
+        self.send_raw(
+            topic.name,
+            self.codec.encode(topic.record, value),
+            key,
+            headers,
+            on_delivery=on_delivery,
+        )
 
     def send_raw(
         self,
@@ -103,6 +113,7 @@ class BusProducer:
         key: str | bytes | None = None,
         headers: Sequence[tuple[str, bytes]] | None = None,
         deadline_s: float = SEND_DEADLINE_S,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         """Produce already-encoded bytes (used for DLQ copies and tests).
 
@@ -112,6 +123,7 @@ class BusProducer:
             key: Message key.
             headers: Kafka headers.
             deadline_s: How long to wait for room while the local queue is full.
+            on_delivery: Also called with this message's delivery report (per-call results).
 
         Raises:
             MessageTooLargeError: The message exceeds ``message.max.bytes`` (never retry it).
@@ -119,6 +131,13 @@ class BusProducer:
             BusError: Any other produce error (transient unless the client is broken).
         """
         deadline = time.monotonic() + deadline_s
+        report = self._on_delivery
+        if on_delivery is not None:
+
+            def report(err: KafkaError | None, msg: Message) -> None:
+                self._on_delivery(err, msg)
+                on_delivery(err, msg)
+
         while True:
             try:
                 self._producer.produce(
@@ -126,7 +145,7 @@ class BusProducer:
                     value=value,
                     key=key,
                     headers=list(headers or []),
-                    on_delivery=self._on_delivery,
+                    on_delivery=report,
                 )
                 break
             except BufferError as exc:
@@ -147,6 +166,10 @@ class BusProducer:
                     ) from exc
                 raise BusError(f"producing to {topic} failed: {exc}") from exc
         self._producer.poll(0)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery reports for at most ``timeout`` seconds."""
+        self._producer.poll(timeout)
 
     def flush(self, timeout: float = 30.0) -> None:
         """Wait for all pending deliveries.

@@ -386,6 +386,10 @@ def cmd_jobs(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO)
         metadata=client.metadata,
         timeout=client.timeout or 10.0,
     )
+    return _print_jobs(response, args, out)
+
+
+def _print_jobs(response: pb.ListJobsResponse, args: argparse.Namespace, out: TextIO) -> int:
     if args.json:
         print(to_json(response), file=out)
         return EXIT_OK
@@ -409,12 +413,49 @@ def cmd_jobs(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO)
     return EXIT_OK
 
 
+def cmd_pending(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``pending [--limit N]``: jobs awaiting approval (approver keys only)."""
+    response: pb.ListJobsResponse = client.stub.ListPending(
+        pb.ListPendingRequest(page_size=args.limit, page_token=args.page_token or ""),
+        metadata=client.metadata,
+        timeout=client.timeout or 10.0,
+    )
+    return _print_jobs(response, args, out)
+
+
+def _decide(client: Client, args: argparse.Namespace, out: TextIO, approve: bool) -> int:
+    request = pb.ApprovalRequest(job_id=args.job_id, comment=args.comment or "")
+    call = client.stub.Approve if approve else client.stub.Reject
+    response: pb.ApprovalResponse = call(
+        request, metadata=client.metadata, timeout=client.timeout or 10.0
+    )
+    if args.json:
+        print(to_json(response), file=out)
+    else:
+        verb = "approved" if approve else "rejected"
+        print(f"{response.job_id} {verb} by {response.reviewer}", file=out)
+    return EXIT_OK
+
+
+def cmd_approve(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``approve JOB [--comment TEXT]``: let the job's quantum attempt run."""
+    return _decide(client, args, out, approve=True)
+
+
+def cmd_reject(client: Client, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``reject JOB [--comment TEXT]``: answer the job classically instead."""
+    return _decide(client, args, out, approve=False)
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace, TextIO, TextIO], int]] = {
     "solve": cmd_solve,
     "submit": cmd_submit,
     "watch": cmd_watch,
     "get": cmd_get,
     "jobs": cmd_jobs,
+    "pending": cmd_pending,
+    "approve": cmd_approve,
+    "reject": cmd_reject,
 }
 
 
@@ -482,6 +523,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", help="only this problem type")
     p.add_argument("--limit", type=int, default=20, help="page size (max 200)")
     p.add_argument("--page-token", help="next page (from a previous listing)")
+    p = sub.add_parser("pending", help="list jobs awaiting approval (approver keys)")
+    p.add_argument("--limit", type=int, default=20, help="page size (max 200)")
+    p.add_argument("--page-token", help="next page (from a previous listing)")
+    for name, what in (
+        ("approve", "let its quantum attempt run"),
+        ("reject", "answer it classically"),
+    ):
+        p = sub.add_parser(name, help=f"{name} a job awaiting approval: {what} (approver keys)")
+        p.add_argument("job_id")
+        p.add_argument("--comment", help="why (kept in the audit trail)")
     return parser
 
 

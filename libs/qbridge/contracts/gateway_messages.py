@@ -40,6 +40,7 @@ STATUS_TO_PB: dict[str, pb.JobStatus] = {
     "failed": pb.JOB_STATUS_FAILED,
     "expired": pb.JOB_STATUS_EXPIRED,
     "rejected": pb.JOB_STATUS_REJECTED,
+    "awaiting_approval": pb.JOB_STATUS_AWAITING_APPROVAL,
 }
 PB_TO_STATUS: dict[int, str] = {v: k for k, v in STATUS_TO_PB.items()}
 ROUTE_TO_PB: dict[str, pb.Route] = {"quantum": pb.ROUTE_QUANTUM, "classical": pb.ROUTE_CLASSICAL}
@@ -179,6 +180,8 @@ def problem_from_json(kind: str, text: str, prefix: str = "problem") -> Problem:
         data = json.loads(text, parse_constant=_reject_constant)
     except ValueError as exc:
         raise _bad(prefix, f"is not valid JSON: {exc}") from exc
+    except RecursionError as exc:  # ``[[[[...]]]]``: json recurses once per level
+        raise _bad(prefix, "is nested too deeply") from exc
     try:
         return problem_from_dict(kind, data)
     except InvalidProblemError as exc:

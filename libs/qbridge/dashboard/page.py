@@ -263,6 +263,25 @@ def _recent(s: Mapping[str, Any]) -> str:
     return f'<table id="recent-jobs">{head}{"".join(rows)}</table>'
 
 
+def _pending(s: Mapping[str, Any]) -> str:
+    head = (
+        "<tr><th>job</th><th>tenant</th><th>problem</th><th>qubits</th><th>shots</th>"
+        "<th>waiting since</th><th>deadline</th></tr>"
+    )
+    rows = [
+        "<tr>"
+        f'<td title="{escape(j["job_id"])}">{escape(j["job_id"][:12])}</td>'
+        f"<td>{_num(j['tenant'])}</td><td>{_num(j['problem_type'])}</td>"
+        f'<td class="num">{_num(j["num_qubits"])}</td><td class="num">{_num(j["shots"])}</td>'
+        f"<td>{_short_time(j['waiting_since'])}</td><td>{_short_time(j['deadline_at'])}</td>"
+        "</tr>"
+        for j in s.get("pending_approvals", [])
+    ]
+    if not rows:
+        rows.append('<tr><td colspan="7">no job awaits approval</td></tr>')
+    return f'<table id="pending-approvals">{head}{"".join(rows)}</table>'
+
+
 def render_page(
     summary: Mapping[str, Any] | None,
     *,
@@ -327,6 +346,10 @@ def render_page(
         "feasible objective any route found for the same instance (input fingerprint). "
         f"n = feasible answers quantum/classical; {h2h} answers are head-to-head "
         "(instances answered by both routes, e.g. race mode).</p></section>",
+        '<section class="wide" id="approvals"><h2>Awaiting approval</h2>',
+        _pending(summary),
+        '<p class="note">Approve or reject with <code>qbridge approve|reject JOB</code> '
+        "(approver API keys).</p></section>",
         '<section class="wide" id="recent"><h2>Recent jobs</h2>',
         _recent(summary),
         "</section></main></body></html>",

@@ -14,6 +14,7 @@ rendered by :mod:`qbridge.dashboard.page`):
   and head-to-head counts (instances answered by both routes, e.g. race mode);
 * ``lag``: per consumer group and topic, with the orchestrator's thresholds;
 * ``recent``: the latest jobs.
+* ``pending_approvals``: jobs held for a reviewer's approval (oldest first).
 """
 
 from __future__ import annotations
@@ -159,6 +160,13 @@ ORDER BY problem_type
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?", re.IGNORECASE)
 
 
+_PENDING_SQL = """
+SELECT job_id, tenant, problem_type, num_qubits, shot_budget, status_at, deadline_at
+FROM jobs WHERE status = 'awaiting_approval'
+ORDER BY status_at NULLS LAST, job_id LIMIT %(limit)s
+"""
+
+
 def reason_label(reason: str | None) -> str:
     """A groupable label of a degradation reason: first clause, numbers masked."""
     text = (reason or "").split(";", 1)[0].strip()
@@ -227,6 +235,7 @@ def build_summary(
         quality = cur.execute(_QUALITY_SQL, p).fetchall()
         race = cur.execute(_RACE_SQL, p).fetchall()
         recent = recent_results(cur, limit)
+        pending = cur.execute(_PENDING_SQL, {"limit": limit}).fetchall()
 
     final = sum(int(r["jobs"]) for r in routes)
     degraded = sum(int(r["jobs"]) for r in routes if r["status"] == "degraded")
@@ -341,5 +350,17 @@ def build_summary(
                 "completed_at": _iso(r["completed_at"]),
             }
             for r in recent
+        ],
+        "pending_approvals": [
+            {
+                "job_id": r["job_id"],
+                "tenant": r["tenant"],
+                "problem_type": r["problem_type"],
+                "num_qubits": r["num_qubits"],
+                "shots": r["shot_budget"],
+                "waiting_since": _iso(r["status_at"]),
+                "deadline_at": _iso(r["deadline_at"]),
+            }
+            for r in pending
         ],
     }

@@ -4,12 +4,17 @@ A key arrives as ``authorization: Bearer <key>`` or ``x-api-key: <key>``. Keys a
 configured as ``{key: tenant}`` (``QBRIDGE_API_KEYS``) and kept only as SHA-256 digests,
 so lookups do not compare secrets character by character. No keys configured means
 no caller is authenticated (there is no anonymous mode).
+
+A key may carry roles (``QBRIDGE_API_KEY_ROLES='{"key1": ["approver"]}'``): the
+``approver`` role may approve or reject jobs held for approval. A caller's identity
+(what audit trails record) is its tenant and a short digest of its key, never the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from qbridge.errors import ErrorClass, QBridgeError
 
@@ -20,6 +25,40 @@ class UnauthenticatedError(QBridgeError):
     error_class = ErrorClass.INVALID_INPUT
 
 
+APPROVER = "approver"
+"""The role that may approve or reject jobs held for approval."""
+
+
+class RoleRequiredError(QBridgeError):
+    """The caller's key lacks the role the call needs."""
+
+    error_class = ErrorClass.INVALID_INPUT
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller.
+
+    Attributes:
+        tenant: The key's tenant.
+        identity: ``tenant/key-<8 hex digits of the key's digest>`` (safe to store).
+        roles: The key's roles.
+    """
+
+    tenant: str
+    identity: str
+    roles: frozenset[str] = frozenset()
+
+    def require(self, role: str) -> None:
+        """Raise unless the caller has ``role``.
+
+        Raises:
+            RoleRequiredError: The key lacks ``role``.
+        """
+        if role not in self.roles:
+            raise RoleRequiredError(f"this API key lacks the {role!r} role")
+
+
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
@@ -27,16 +66,22 @@ def _digest(key: str) -> bytes:
 class Authenticator:
     """Maps an API key in the metadata to its tenant."""
 
-    def __init__(self, keys: Mapping[str, str]) -> None:
-        """Use ``keys`` (API key -> tenant).
+    def __init__(
+        self, keys: Mapping[str, str], roles: Mapping[str, Iterable[str]] | None = None
+    ) -> None:
+        """Use ``keys`` (API key -> tenant) and ``roles`` (API key -> role names).
 
         Raises:
-            ValueError: An empty key or tenant.
+            ValueError: An empty key or tenant, or roles for a key not in ``keys``.
         """
         for key, tenant in keys.items():
             if not key.strip() or not str(tenant).strip():
                 raise ValueError("API keys and tenants must not be empty")
+        unknown = set(roles or {}) - set(keys)
+        if unknown:
+            raise ValueError(f"roles given for {len(unknown)} key(s) not in the API keys")
         self._tenants = {_digest(k): str(t) for k, t in keys.items()}
+        self._roles = {_digest(k): frozenset(r) for k, r in (roles or {}).items()}
 
     @property
     def configured(self) -> bool:
@@ -63,6 +108,18 @@ class Authenticator:
         if tenant is None:
             raise UnauthenticatedError("unknown API key")
         return tenant
+
+    def caller(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
+        """The tenant, identity and roles of the key in ``metadata``.
+
+        Raises:
+            UnauthenticatedError: No key, or an unknown one.
+        """
+        tenant = self.tenant(metadata)
+        digest = _digest(api_key(metadata) or "")
+        return Caller(
+            tenant, f"{tenant}/key-{digest.hex()[:8]}", self._roles.get(digest, frozenset())
+        )
 
 
 def api_key(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:

@@ -1,6 +1,8 @@
 """A gRPC server as qbridge runs one.
 
-Bounded threads, TLS or mTLS when configured, standard health checking and reflection.
+Bounded threads, a bounded receive size, interceptors (the gateway authenticates and
+rate-limits there, before a request is parsed), TLS or mTLS when configured, standard
+health checking, and reflection when enabled.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from qbridge.errors import ConfigurationError
 logger = logging.getLogger(__name__)
 
 _OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
@@ -44,6 +45,11 @@ class GrpcServerSettings(BaseSettings):
         tls_client_ca: PEM CA bundle; when set, clients must present a certificate (mTLS).
         grpc_allow_plaintext: Explicit opt-in to serve credentials-bearing calls (API
             keys) without TLS (``QBRIDGE_GRPC_ALLOW_PLAINTEXT=true``; dev stacks only).
+        grpc_max_receive_bytes: Largest request message accepted; gRPC refuses a larger one
+            with RESOURCE_EXHAUSTED from its length prefix, before any of it is buffered
+            or parsed.
+        grpc_reflection: Serve the reflection service (lets anyone list and describe the
+            API without a key: convenient in development, off by default).
     """
 
     model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore")
@@ -56,6 +62,8 @@ class GrpcServerSettings(BaseSettings):
     tls_key: str | None = None
     tls_client_ca: str | None = None
     grpc_allow_plaintext: bool = False
+    grpc_max_receive_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    grpc_reflection: bool = False
 
     @model_validator(mode="after")
     def _tls_pair(self) -> GrpcServerSettings:
@@ -118,14 +126,16 @@ def bound_server(
     add_services: Callable[[grpc.Server], None],
     service_names: Sequence[str],
     health_servicer: health.HealthServicer,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
 ) -> tuple[grpc.Server, int]:
-    """A bound (not started) gRPC server with health checking and reflection.
+    """A bound (not started) gRPC server with health checking (and reflection if enabled).
 
     Args:
-        settings: Address, threads, call limit and TLS files.
+        settings: Address, threads, call and size limits, reflection and TLS files.
         add_services: Registers the application's servicers on the server.
         service_names: Full names of those services (listed by reflection).
         health_servicer: The ``grpc.health.v1.Health`` implementation to serve.
+        interceptors: Run on every call in order, before its request is read.
 
     Returns:
         The server and the bound port.
@@ -136,13 +146,18 @@ def bound_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.grpc_workers, thread_name_prefix="grpc"),
         maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
-        options=_OPTIONS,
+        interceptors=list(interceptors),
+        options=[
+            *_OPTIONS,
+            ("grpc.max_receive_message_length", settings.grpc_max_receive_bytes),
+        ],
     )
     add_services(server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if settings.grpc_reflection:
+        reflection.enable_server_reflection(
+            (*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
     address = f"{settings.grpc_host}:{settings.grpc_port}"
     credentials = server_credentials(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
     port = (

@@ -35,6 +35,7 @@ class HttpEndpoint:
         ready: Callable[[], tuple[bool, str]],
         registry: CollectorRegistry = REGISTRY,
         extra: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] | None = None,
+        live: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         """Bind the server (not yet serving).
 
@@ -44,7 +45,10 @@ class HttpEndpoint:
             ready: Returns ``(ready, detail)`` for ``/readyz``.
             registry: Prometheus registry to expose.
             extra: More WSGI apps by exact path (e.g. a dashboard).
+            live: Returns ``(alive, detail)`` for ``/healthz`` (default: always alive);
+                not alive means the process cannot recover by itself (restart it).
         """
+        self._live = live or (lambda: (True, "ok"))
         self._metrics = make_wsgi_app(registry)
         self._ready = ready
         self._extra = extra or {}
@@ -59,8 +63,11 @@ class HttpEndpoint:
         if path == "/metrics":
             return self._metrics(environ, start_response)
         if path == "/healthz":
-            start_response("200 OK", [("Content-Type", "text/plain")])
-            return [b"ok\n"]
+            alive, why = self._live()
+            start_response(
+                "200 OK" if alive else "503 Service Unavailable", [("Content-Type", "text/plain")]
+            )
+            return [(why or ("ok" if alive else "not alive")).encode() + b"\n"]
         if path == "/readyz":
             ok, detail = self._ready()
             start_response(

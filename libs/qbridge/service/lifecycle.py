@@ -42,19 +42,25 @@ class ServiceRuntime:
         on_exit: Callable[[], None] | None = None,
         extra: Mapping[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]]
         | None = None,
+        live: Callable[[], tuple[bool, str]] | None = None,
     ) -> int:
         """Run ``run`` in the foreground until it returns or a signal arrives.
 
         On SIGTERM/SIGINT ``stop`` is called; ``run`` is expected to finish the
         work in hand (or hand it back uncommitted) and return. ``on_exit`` closes
         clients afterwards. ``extra`` mounts more WSGI apps on the HTTP endpoint by
-        exact path (e.g. the results sink's dashboard).
+        exact path (e.g. the results sink's dashboard). ``live`` answers ``/healthz``
+        (default: alive while the process answers).
 
         Returns:
             The process exit code.
         """
         http = HttpEndpoint(
-            self.settings.http_host, self.settings.http_port, ready, extra=dict(extra or {})
+            self.settings.http_host,
+            self.settings.http_port,
+            ready,
+            extra=dict(extra or {}),
+            live=live,
         )
         http.start()
 

@@ -15,7 +15,11 @@ def main() -> int:
     runtime = ServiceRuntime(SERVICE, settings)
     server = GatewayServer(settings)
     return runtime.serve(
-        server.run, stop=server.request_stop, ready=server.ready, on_exit=server.close
+        server.run,
+        stop=server.request_stop,
+        ready=server.ready,
+        on_exit=server.close,
+        live=server.hub.alive,
     )
 
 

@@ -28,6 +28,7 @@ class GatewaySettings(
 
     Attributes:
         api_keys: API key -> tenant (``QBRIDGE_API_KEYS='{"key1": "tenantA"}'``).
+        api_key_roles: API key -> roles (``QBRIDGE_API_KEY_ROLES='{"key1": ["approver"]}'``).
         premium_backends: Quantum backends only premium tenants may ask for.
         premium_tenants: Tenants allowed on premium backends.
         known_backends: Backends a request may name (others are INVALID_ARGUMENT).
@@ -53,9 +54,25 @@ class GatewaySettings(
             heuristic answer is computed.
         local_max_budget_ms: Longest local run of the classical portfolio (the gateway's
             own answer); the rest of a longer deadline is not used locally.
-        max_inflight_solves: Solve calls in flight at most (RESOURCE_EXHAUSTED beyond).
+        max_inflight_solves: Solve calls in flight at most (RESOURCE_EXHAUSTED beyond; the
+            adaptive gate's ceiling).
         tenant_max_inflight: Solve calls in flight per tenant at most (0 = no limit).
-        max_watchers: Concurrent WatchJob streams at most.
+        max_watchers: Concurrent WatchJob streams at most (all tenants).
+        tenant_max_watchers: Concurrent WatchJob streams per tenant at most (0 = no limit).
+        tenant_rates: Calls per second per tenant by method (token buckets checked before a
+            request is read; a method left out or at 0 is not limited), e.g.
+            ``QBRIDGE_TENANT_RATES='{"Solve": 20, "Submit": 50}'``.
+        tenant_burst_s: Seconds of calls a tenant's bucket holds (burst = rate x this).
+        solve_min_limit: Solve calls admitted at once at least (the adaptive gate's floor).
+        solve_initial_limit: Solve calls admitted at once at start.
+        solve_late_ms: An admitted Solve answered later than its deadline + this cuts the
+            number admitted at once (multiplicatively); on-time answers raise it again.
+        max_request_bytes: Byte budget of one request as the pipeline carries it (the
+            encoded ``ProblemRequest``; intake's ``QBRIDGE_MAX_REQUEST_BYTES``): larger
+            requests are INVALID_ARGUMENT "too large".
+        grpc_max_receive_bytes: Largest gRPC message received (RESOURCE_EXHAUSTED beyond,
+            before it is buffered or parsed): twice the byte budget, since the protobuf
+            or JSON form of a problem is larger than its Avro form.
         low_priority_below: Priorities below this are low.
         reject_low_priority_lag: Executor lag (messages) above which low-priority Solve
             and Submit calls are answered RESOURCE_EXHAUSTED.
@@ -71,6 +88,7 @@ class GatewaySettings(
     model_config = SettingsConfigDict(env_prefix="QBRIDGE_", extra="ignore", populate_by_name=True)
 
     api_keys: dict[str, str] = Field(default_factory=dict, repr=False)
+    api_key_roles: dict[str, list[str]] = Field(default_factory=dict, repr=False)
     premium_backends: list[str] = ["ibm_runtime"]
     premium_tenants: list[str] = []
     known_backends: list[str] = [
@@ -107,6 +125,22 @@ class GatewaySettings(
     max_inflight_solves: int = Field(default=64, ge=1)
     tenant_max_inflight: int = Field(default=32, ge=0)
     max_watchers: int = Field(default=64, ge=1)
+    tenant_max_watchers: int = Field(default=16, ge=0)
+    tenant_rates: dict[str, float] = Field(
+        default_factory=lambda: {
+            "Solve": 50.0,
+            "Submit": 100.0,
+            "GetJob": 200.0,
+            "ListJobs": 20.0,
+            "WatchJob": 20.0,
+        }
+    )
+    tenant_burst_s: float = Field(default=2.0, gt=0)
+    solve_min_limit: int = Field(default=2, ge=1)
+    solve_initial_limit: int = Field(default=8, ge=1)
+    solve_late_ms: float = Field(default=5.0, ge=0)
+    max_request_bytes: int = Field(default=921_600, ge=1024)
+    grpc_max_receive_bytes: int = Field(default=2 * 921_600, ge=1024)
     low_priority_below: int = Field(default=3, ge=0, le=10)
     reject_low_priority_lag: int = 200
     reject_submit_lag: int = 5_000

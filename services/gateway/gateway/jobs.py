@@ -8,22 +8,29 @@ the same key map to the same job.
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from qbridge.bus import BusProducer
 from qbridge.bus import headers as h
+from qbridge.contracts.codec import AvroCodec
 from qbridge.contracts.convert import problem_from_avro
 from qbridge.contracts.gateway_messages import invalid, problem_input, problem_request
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
-from qbridge.errors import InvalidProblemError, QBridgeError
+from qbridge.errors import CodecError, DeliveryError, InvalidProblemError, QBridgeError
 from qbridge.problems.base import Problem
 from qbridge.problems.limits import Limits
 from qbridge.topics import PROBLEM_REQUESTS
 from qbridge.validation.accept import RequestBounds, accept
+
+if TYPE_CHECKING:
+    from confluent_kafka import KafkaError, Message
 
 BACKEND_TAG = "backend"
 """Tag carrying a requested quantum backend to the orchestrator."""
@@ -70,6 +77,27 @@ class PreparedJob:
     quantum_wanted: bool
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _typed_hostile_errors(fn: F) -> F:
+    """Hostile but well-formed input is the caller's error (INVALID_ARGUMENT), never INTERNAL.
+
+    Nesting beyond the parser's stack, finite numbers whose sums overflow...
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (RecursionError, OverflowError, ArithmeticError) as exc:
+            raise InvalidProblemError(
+                f"cannot be processed: {type(exc).__name__}: {exc}", field="problem"
+            ) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
 class JobFactory:
     """Builds :class:`PreparedJob` values from request messages."""
 
@@ -82,6 +110,8 @@ class JobFactory:
         premium_backends: Collection[str] = (),
         premium_tenants: Collection[str] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        codec: AvroCodec | None = None,
+        max_request_bytes: int | None = None,
     ) -> None:
         """Create a factory.
 
@@ -92,7 +122,14 @@ class JobFactory:
             premium_backends: Backends reserved to premium tenants.
             premium_tenants: Tenants allowed on premium backends.
             clock: Acceptance-time source for validation.
+            codec: Encodes the request to measure it against ``max_request_bytes``.
+            max_request_bytes: Byte budget of the encoded request (intake's): larger
+                requests are refused "too large" before they are validated.
         """
+        if max_request_bytes is not None and codec is None:
+            raise ValueError("max_request_bytes needs a codec to measure requests")
+        self.codec = codec
+        self.max_request_bytes = max_request_bytes
         self.limits = limits
         self.bounds = bounds
         self.known_backends = frozenset(known_backends)
@@ -100,6 +137,7 @@ class JobFactory:
         self.premium_tenants = frozenset(premium_tenants)
         self.clock = clock
 
+    @_typed_hostile_errors
     def prepare(
         self,
         tenant: str,
@@ -157,6 +195,7 @@ class JobFactory:
         request = problem_request(
             tenant, pin, options, timeout_ms=timeout_ms, key=key, tags=tags, created_at=now
         )
+        self._check_size(request, pin.branch)
         try:
             env = accept(request, now, self.limits, bounds=self.bounds)
         except InvalidProblemError as exc:
@@ -185,6 +224,26 @@ class JobFactory:
             quantum_wanted=problem.quantum_encodable and env["fallback_policy"] != "classical_only",
         )
 
+    def _check_size(self, request: dict[str, Any], branch: str) -> None:
+        """Refuse a request larger than the pipeline's byte budget (before validating it).
+
+        Raises:
+            InvalidProblemError: Too large.
+        """
+        if self.codec is None or self.max_request_bytes is None:
+            return
+        try:
+            size = len(self.codec.encode(PROBLEM_REQUESTS.record, request))
+        except CodecError:
+            return  # not encodable as given: accept() names the field (the size is bounded
+            # by the gRPC receive limit)
+        if size > self.max_request_bytes:
+            raise InvalidProblemError(
+                f"too large: {size} bytes as the pipeline carries it, at most "
+                f"{self.max_request_bytes} (QBRIDGE_MAX_REQUEST_BYTES)",
+                field=f"problem.{branch}",
+            )
+
 
 class JobPublisher:
     """Publishes prepared jobs on the problem-request topic."""
@@ -202,7 +261,8 @@ class JobPublisher:
                 returned must be durable); ``None`` returns at once (Solve).
 
         Raises:
-            DeliveryError: Not acknowledged within ``flush_timeout_s``.
+            DeliveryError: This very message was not acknowledged (its own delivery
+                report, never another call's) within ``flush_timeout_s``.
         """
         headers = h.to_list(
             {
@@ -211,11 +271,30 @@ class JobPublisher:
                 h.JOB_ID: job.job_id,
             }
         )
+        delivered = threading.Event()
+        failure: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failure.append(err.str())
+            delivered.set()
+
         self.producer.send(
             PROBLEM_REQUESTS,
             job.request,
             key=f"{job.tenant}:{job.idempotency_key}",
             headers=headers,
+            on_delivery=on_delivery if flush_timeout_s is not None else None,
         )
-        if flush_timeout_s is not None:
-            self.producer.flush(flush_timeout_s)
+        if flush_timeout_s is None:
+            return
+        deadline = time.monotonic() + flush_timeout_s
+        while not delivered.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeliveryError(
+                    f"job {job.job_id} not acknowledged by Kafka within {flush_timeout_s:.1f}s"
+                )
+            self.producer.poll(min(left, 0.05))
+        if failure:
+            raise DeliveryError(f"job {job.job_id} not delivered: {failure[0]}")

@@ -15,8 +15,10 @@ from dataclasses import replace
 import grpc
 from grpc_health.v1 import health
 
-from gateway.admission import EXECUTOR_GROUPS, Admission
+from gateway.admission import EXECUTOR_GROUPS, Admission, SolveGate, TenantRateLimiter
+from gateway.approvals import ApprovalDesk
 from gateway.config import GatewaySettings
+from gateway.guard import GatewayGuard
 from gateway.jobs import JobFactory, JobPublisher
 from gateway.local import LocalSolverPool
 from gateway.service import GatewayService
@@ -43,12 +45,27 @@ SERVICE = "gateway"
 GATEWAY_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Gateway"].full_name
 
 
+def make_guard(settings: GatewaySettings, auth: Authenticator) -> GatewayGuard:
+    """The interceptor checking key, tenant rate and Solve capacity before reading calls."""
+    return GatewayGuard(
+        auth,
+        TenantRateLimiter(settings.tenant_rates, burst_s=settings.tenant_burst_s),
+        SolveGate(
+            initial=settings.solve_initial_limit,
+            min_limit=settings.solve_min_limit,
+            max_limit=settings.max_inflight_solves,
+            late_ms=settings.solve_late_ms,
+        ),
+    )
+
+
 def make_grpc_server(
     settings: GatewaySettings,
     servicer: pb_grpc.GatewayServicer,
     health_servicer: health.HealthServicer,
+    guard: GatewayGuard | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A bound (not started) gRPC server with the Gateway, health and reflection services.
+    """A bound (not started) gRPC server with the Gateway, health (and reflection) services.
 
     Raises:
         OSError: The address cannot be bound.
@@ -58,6 +75,7 @@ def make_grpc_server(
         lambda server: pb_grpc.add_GatewayServicer_to_server(servicer, server),
         [GATEWAY_SERVICE_NAME],
         health_servicer,
+        interceptors=[guard] if guard is not None else [],
     )
 
 
@@ -72,7 +90,7 @@ class GatewayServer:
         """
         self.settings = settings
         self.codec = codec or AvroCodec(default_registry())
-        self.auth = Authenticator(settings.api_keys)
+        self.auth = Authenticator(settings.api_keys, settings.api_key_roles)
         if not self.auth.configured:
             logger.warning("no API keys configured (QBRIDGE_API_KEYS): every call is refused")
         self.producer = BusProducer(settings.kafka, self.codec, client_id="qbridge-gateway")
@@ -101,6 +119,8 @@ class GatewayServer:
             known_backends=settings.known_backends,
             premium_backends=settings.premium_backends,
             premium_tenants=settings.premium_tenants,
+            codec=self.codec,
+            max_request_bytes=settings.max_request_bytes,
         )
         publisher = JobPublisher(self.producer)
         policy = DeadlinePolicy(
@@ -112,6 +132,13 @@ class GatewayServer:
             pipeline_reserve_max_ms=settings.pipeline_reserve_max_ms,
             min_job_timeout_ms=settings.min_job_timeout_ms,
         )
+        tracker = JobTracker(
+            self.reader,
+            self.hub,
+            max_watchers=settings.max_watchers,
+            tenant_max_watchers=settings.tenant_max_watchers,
+            unknown_timeout_s=settings.watch_unknown_timeout_s,
+        )
         self.service = GatewayService(
             self.auth,
             jobs,
@@ -120,15 +147,12 @@ class GatewayServer:
             SolveCoordinator(
                 jobs, publisher, self.hub, self.pool, self.admission, policy, self.reader
             ),
-            JobTracker(
-                self.reader,
-                self.hub,
-                max_watchers=settings.max_watchers,
-                unknown_timeout_s=settings.watch_unknown_timeout_s,
-            ),
+            tracker,
             self.admission,
             default_timeout_ms=settings.default_timeout_ms,
+            approvals=ApprovalDesk(tracker, self.producer),
         )
+        self.guard = make_guard(settings, self.auth)
         self.health = health.HealthServicer()
         self.grpc: grpc.Server | None = None
         self.port = 0
@@ -149,7 +173,7 @@ class GatewayServer:
         logger.info("local solvers (%s) warmed up in %.2f s", self.pool.mode, took)
         self.hub.start()
         self.lag.start(s.lag_poll_ms / 1000)
-        server, self.port = make_grpc_server(s, self.service, self.health)
+        server, self.port = make_grpc_server(s, self.service, self.health, self.guard)
         server.start()
         self.grpc = server
         self._serving = True
@@ -167,6 +191,7 @@ class GatewayServer:
         lag = self.lag.total()
         return True, (
             f"port={self.port} inflight={self.admission.inflight} "
+            f"solve_limit={self.guard.gate.limit if self.guard.gate else '-'} "
             f"watchers={self.hub.subscribers} executor_lag={lag if lag is not None else '?'}"
         )
 

@@ -18,6 +18,7 @@ import grpc
 from prometheus_client import Counter, Histogram
 
 from gateway.admission import Admission, OverloadedError
+from gateway.approvals import ApprovalDesk, NotAwaitingApprovalError
 from gateway.errors import CallerGoneError, NoAnswerError, NotFoundError, UnavailableError
 from gateway.jobs import JobFactory, JobPublisher, PermissionDeniedError
 from gateway.solve import SolveCoordinator
@@ -27,7 +28,12 @@ from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.errors import BusError, InvalidProblemError, StoreUnavailableError
 from qbridge.service import log_context
-from qbridge.service.auth import Authenticator, UnauthenticatedError
+from qbridge.service.auth import (
+    Authenticator,
+    Caller,
+    RoleRequiredError,
+    UnauthenticatedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +57,8 @@ _ERRORS: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
     (InvalidProblemError, grpc.StatusCode.INVALID_ARGUMENT, "invalid_input"),
     (NotFoundError, grpc.StatusCode.NOT_FOUND, "not_found"),
     (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED, "permission_denied"),
+    (RoleRequiredError, grpc.StatusCode.PERMISSION_DENIED, "permission_denied"),
+    (NotAwaitingApprovalError, grpc.StatusCode.FAILED_PRECONDITION, "not_awaiting_approval"),
     (OverloadedError, grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded"),
     (NoAnswerError, grpc.StatusCode.DEADLINE_EXCEEDED, "over_budget"),
     (CallerGoneError, grpc.StatusCode.CANCELLED, "cancelled"),
@@ -150,6 +158,7 @@ class GatewayService(pb_grpc.GatewayServicer):
         *,
         default_timeout_ms: int = 30_000,
         submit_flush_s: float = 10.0,
+        approvals: ApprovalDesk | None = None,
     ) -> None:
         """Wire the use cases."""
         self.auth = auth
@@ -161,6 +170,7 @@ class GatewayService(pb_grpc.GatewayServicer):
         self.admission = admission
         self.default_timeout_ms = default_timeout_ms
         self.submit_flush_s = submit_flush_s
+        self.approvals = approvals
 
     @_unary("Solve")
     def Solve(  # noqa: N802 - gRPC method name
@@ -208,6 +218,36 @@ class GatewayService(pb_grpc.GatewayServicer):
     ) -> pb.ListJobsResponse:
         """A page of the tenant's jobs."""
         return self.tracker.list(tenant, request)
+
+    @_unary("Approve")
+    def Approve(  # noqa: N802
+        self, tenant: str, request: pb.ApprovalRequest, context: grpc.ServicerContext
+    ) -> pb.ApprovalResponse:
+        """Approve a job's quantum attempt (approver keys only)."""
+        desk, caller = self._approvals(context)
+        return desk.decide(caller, "approve", request)
+
+    @_unary("Reject")
+    def Reject(  # noqa: N802
+        self, tenant: str, request: pb.ApprovalRequest, context: grpc.ServicerContext
+    ) -> pb.ApprovalResponse:
+        """Reject a job's quantum attempt (approver keys only)."""
+        desk, caller = self._approvals(context)
+        return desk.decide(caller, "reject", request)
+
+    @_unary("ListPending")
+    def ListPending(  # noqa: N802
+        self, tenant: str, request: pb.ListPendingRequest, context: grpc.ServicerContext
+    ) -> pb.ListJobsResponse:
+        """The tenant's jobs awaiting approval (approver keys only)."""
+        desk, caller = self._approvals(context)
+        return desk.pending(caller, request)
+
+    def _approvals(self, context: grpc.ServicerContext) -> tuple[ApprovalDesk, Caller]:
+        """The approval desk and the caller (with its roles) of an approval call."""
+        if self.approvals is None:
+            raise UnavailableError("approvals are not enabled on this gateway")
+        return self.approvals, self.auth.caller(context.invocation_metadata())
 
     def WatchJob(  # noqa: N802
         self, request: pb.WatchJobRequest, context: grpc.ServicerContext

@@ -55,14 +55,26 @@ class JobTracker:
         hub: EventHub,
         *,
         max_watchers: int = 64,
+        tenant_max_watchers: int = 0,
         unknown_timeout_s: float = 60.0,
     ) -> None:
-        """Wire the store reader and the hub."""
+        """Wire the store reader and the hub.
+
+        Args:
+            reader: The results store.
+            hub: Live events.
+            max_watchers: WatchJob streams open at most (all tenants).
+            tenant_max_watchers: Streams open per tenant at most (0: no per-tenant limit),
+                so one tenant cannot take every stream.
+            unknown_timeout_s: A job never seen ends its stream after this long.
+        """
         self.reader = reader
         self.hub = hub
         self.max_watchers = max_watchers
+        self.tenant_max_watchers = tenant_max_watchers
         self.unknown_timeout_s = unknown_timeout_s
         self._watchers = 0
+        self._by_tenant: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # --- helpers ------------------------------------------------------------------------
@@ -174,12 +186,24 @@ class JobTracker:
         with self._lock:
             if self._watchers >= self.max_watchers:
                 raise OverloadedError(f"{self._watchers} WatchJob streams open", 1000)
+            mine = self._by_tenant.get(tenant, 0)
+            if self.tenant_max_watchers and mine >= self.tenant_max_watchers:
+                raise OverloadedError(
+                    f"tenant has {mine} WatchJob streams open (limit {self.tenant_max_watchers})",
+                    1000,
+                )
             self._watchers += 1
+            self._by_tenant[tenant] = mine + 1
         try:
             yield from self._watch(tenant, request, active)
         finally:
             with self._lock:
                 self._watchers -= 1
+                left = self._by_tenant.get(tenant, 1) - 1
+                if left:
+                    self._by_tenant[tenant] = left
+                else:
+                    self._by_tenant.pop(tenant, None)
 
     def _watch(
         self, tenant: str, request: pb.WatchJobRequest, active: Callable[[], bool]

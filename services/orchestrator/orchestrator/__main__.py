@@ -30,7 +30,7 @@ def main() -> int:
     consumer = BusConsumer(
         kafka,
         topics.ORCHESTRATOR_GROUP.name,
-        [topics.JOBS_ACCEPTED, topics.SOLVER_OUTCOMES],
+        [topics.JOBS_ACCEPTED, topics.SOLVER_OUTCOMES, topics.APPROVALS],
         codec,
         DeadLetterPublisher(producer, "orchestrator"),
         producer=producer,

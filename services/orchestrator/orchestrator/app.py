@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -23,7 +24,15 @@ from orchestrator.machine import (
     Machine,
     MachineConfig,
 )
-from orchestrator.policy import CircuitBreaker, Decision, JobFacts, RoutingContext, decide
+from orchestrator.policy import (
+    ApprovalPolicy,
+    CircuitBreaker,
+    Decision,
+    JobFacts,
+    RoutingContext,
+    approval_hold,
+    decide,
+)
 from orchestrator.store import OutboxRow, Store, to_json_safe
 from qbridge import metrics as m
 from qbridge import topics
@@ -92,7 +101,17 @@ class OrchestratorApp:
                 defer_ms=settings.defer_ms,
                 max_transient_retries=settings.max_transient_retries,
                 retry_backoff_ms=settings.retry_backoff_ms,
+                approval_timeout_ms=settings.approval_timeout_ms,
+                approval_timeout_action=settings.approval_timeout_action,
+                approval_reject_action=settings.approval_reject_action,
             )
+        )
+        self.approval_policy = ApprovalPolicy(
+            tenants=frozenset(settings.approval_tenants),
+            problem_types=frozenset(settings.approval_problem_types),
+            min_cost_units=settings.approval_min_cost_units,
+            premium_backends=frozenset(settings.approval_premium_backends),
+            cost_per_qubit_shot=settings.approval_cost_per_qubit_shot,
         )
         self.breaker = CircuitBreaker(
             settings.breaker_failures, settings.breaker_cooldown_ms / 1000
@@ -133,6 +152,8 @@ class OrchestratorApp:
                         self._on_envelope(batch, value, record.headers, now)
                     elif record.subject == "qbridge.SolverOutcome":
                         self._on_outcome(conn, batch, value, record.headers, now)
+                    elif record.subject == "qbridge.ApprovalDecision":
+                        self._on_approval(batch, value, record.headers, now)
                     else:
                         logger.warning("ignoring %s on %s", record.subject, record.topic)
             self.store.insert_many(conn, [batch.known[j] for j in batch.new])
@@ -203,6 +224,26 @@ class OrchestratorApp:
             )
         if out["status"] == "error" and out.get("error"):
             m.RETRIES.labels("orchestrator", out["error"]["error_class"]).inc()
+        batch.changed.add(st.job_id)
+        batch.add(st, effects, self._encode(st, envelope, effects, incoming))
+
+    def _on_approval(
+        self,
+        batch: _Batch,
+        dec: dict[str, Any],
+        incoming: Mapping[str, bytes],
+        now: int,
+    ) -> None:
+        loaded = batch.known.get(dec["job_id"])
+        if loaded is None:
+            logger.warning("approval decision for unknown job %s ignored", dec["job_id"])
+            return
+        st, envelope, _ = loaded
+        effects = self.machine.on_approval(
+            st, dec["decision"], dec["reviewer"], dec.get("comment") or "", now
+        )
+        if not effects:
+            return
         batch.changed.add(st.job_id)
         batch.add(st, effects, self._encode(st, envelope, effects, incoming))
 
@@ -357,7 +398,12 @@ class OrchestratorApp:
                 num_qubits=envelope.get("num_qubits"),
                 shots=st.shots or self.s.default_shots,
             )
-            return decide(facts, ctx)
+            decision = decide(facts, ctx)
+            if decision.admit and decision.mode != "classical":
+                hold = approval_hold(facts, st.problem_type, backend, self.approval_policy)
+                if hold is not None:
+                    decision = dataclasses.replace(decision, hold=hold)
+            return decision
 
         return _decide
 
@@ -438,6 +484,13 @@ class OrchestratorApp:
     ) -> OutboxRow:
         return OutboxRow(topic.name, key, self.codec.encode(topic.record, value), dict(hdrs))
 
+    def _watch_breaker(self, backend: str) -> None:
+        # A function gauge, so a breaker that closes by cooldown shows 1 without an event.
+        breaker = self.breaker
+        m.BACKEND_AVAILABLE.labels(backend).set_function(
+            lambda: float(breaker.available(backend, time.monotonic()))
+        )
+
     def _after_commit(self, st: JobState, effects: Sequence[Effect], rows: list[OutboxRow]) -> None:
         now = time.monotonic()
         for e in effects:
@@ -446,6 +499,7 @@ class OrchestratorApp:
                     self.breaker.record_success(e.backend)
                 else:
                     self.breaker.record_failure(e.backend, now)
+                self._watch_breaker(e.backend)
             elif isinstance(e, EmitFinal):
                 m.JOBS_FINAL.labels(e.status, e.route or "none", st.problem_type).inc()
                 if e.gap is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from qbridge.service import ServiceSettings
@@ -37,6 +39,21 @@ class OrchestratorSettings(ServiceSettings):
     """Total shots a tenant may use on quantum routes; missing = unlimited."""
     tenant_cost_quota: dict[str, float] = {}
     """Total quantum cost units a tenant may use; missing = unlimited."""
+    approval_tenants: list[str] = []
+    """Tenants whose quantum attempts wait for a reviewer's approval."""
+    approval_problem_types: list[str] = []
+    """Problem types whose quantum attempts wait for approval."""
+    approval_min_cost_units: float | None = None
+    """Estimated cost units (qubits x shots x ``approval_cost_per_qubit_shot``) needing approval."""
+    approval_premium_backends: list[str] = []
+    """Backends whose use needs approval."""
+    approval_cost_per_qubit_shot: float = 0.001
+    approval_timeout_ms: int = 600_000
+    """How long a job waits for a decision (capped at half of its remaining budget)."""
+    approval_timeout_action: Literal["classical", "expire"] = "classical"
+    """On timeout: answer classically (degraded) or expire the job."""
+    approval_reject_action: Literal["classical", "fail"] = "classical"
+    """On rejection: answer classically (degraded) or fail the job."""
     default_shots: int = 2048
     quantum_time_share: float = 0.6
     """Share of a job's timeout given to the quantum attempt before falling back."""

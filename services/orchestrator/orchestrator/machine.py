@@ -1,8 +1,14 @@
 """The per-job state machine: plain Python, no Kafka, no database.
 
     accepted -> routed -> running -> succeeded | degraded | failed | expired
-                  ^          |
-                  +----------+  (retry, or fallback to classical: routed again)
+       |          ^          |
+       |          +----------+  (retry, or fallback to classical: routed again)
+       +-> awaiting_approval -> routed (approved) | routed classical (rejected,
+           timed out) | failed (rejected) | expired (timed out)
+
+A job whose quantum attempt an approval policy holds waits in
+``awaiting_approval`` for a reviewer's decision (:meth:`Machine.on_approval`) or
+its approval timer; no work item is sent before approval.
 
 Every event handler mutates a :class:`JobState` and returns *effects* (status
 transitions, work items, the final outcome, backend health signals). The caller
@@ -71,6 +77,8 @@ class JobState:
     quantum_deadline_ms: int | None = None
     timer_ms: int | None = None
     final_reason: str | None = None
+    approval: dict[str, Any] | None = None
+    """Set when an approval policy held the job: why, when, and the reviewer's decision."""
 
     @property
     def final(self) -> bool:
@@ -159,6 +167,12 @@ class MachineConfig:
     retry_backoff_ms: int = 200
     rescue_margin_ms: int = 300
     """Before the deadline, a job with no answer at all is answered in-process."""
+    approval_timeout_ms: int = 600_000
+    """Longest wait for a reviewer (capped at half of the job's remaining budget)."""
+    approval_timeout_action: str = "classical"
+    """``classical`` (degraded classical answer) or ``expire``."""
+    approval_reject_action: str = "classical"
+    """``classical`` (degraded classical answer) or ``fail``."""
 
 
 class Machine:
@@ -217,6 +231,33 @@ class Machine:
             return self._on_ok(st, att, out, now_ms, decide, evaluate)
         return self._on_error(st, att, out.get("error") or {}, now_ms, decide)
 
+    def on_approval(
+        self,
+        st: JobState,
+        decision: str,
+        reviewer: str,
+        comment: str,
+        now_ms: int,
+    ) -> list[Effect]:
+        """A reviewer approved or rejected a job held in ``awaiting_approval``.
+
+        A decision for a job that is not waiting (already decided, timed out, final)
+        changes nothing: the first decision wins.
+        """
+        if st.final or st.status != JobStatus.AWAITING_APPROVAL or st.approval is None:
+            logger.info("decision %s for %s ignored: job is %s", decision, st.job_id, st.status)
+            return []
+        if st.approval.get("decision") is not None:
+            return []
+        st.approval.update(decision=decision, reviewer=reviewer, comment=comment, decided_ms=now_ms)
+        st.pending = None
+        if decision == "approve":
+            return self._release(st, now_ms, f"approved by {reviewer}")
+        why = f"rejected by {reviewer}" + (f": {comment}" if comment else "")
+        if self.cfg.approval_reject_action == "fail":
+            return self._finish(st, JobStatus.FAILED, why, None, now_ms)
+        return self._fallback(st, now_ms, why, DegradeReason.APPROVAL_REJECTED)
+
     def on_timer(
         self, st: JobState, now_ms: int, decide: Decide, rescue: Rescue | None = None
     ) -> list[Effect]:
@@ -240,6 +281,8 @@ class Machine:
             pending, st.pending = st.pending, None
             if pending["kind"] == "admission":
                 effects += self._route(st, now_ms, decide)
+            elif pending["kind"] == "approval":
+                return self._approval_timeout(st, now_ms)
             else:
                 effects += self._dispatch(
                     st, pending["route"], pending["backend"], now_ms, pending["reason"]
@@ -280,6 +323,8 @@ class Machine:
         st.backend = decision.backend
         if decision.degraded:
             self._degrade(st, decision.reason, decision.code or DegradeReason.OTHER)
+        if decision.hold and decision.mode in (Mode.QUANTUM, Mode.RACE) and st.approval is None:
+            return self._hold(st, now_ms, decision)
         effects: list[Effect] = []
         if decision.mode in (Mode.QUANTUM, Mode.RACE):
             assert decision.backend is not None
@@ -290,6 +335,45 @@ class Machine:
                 st, "classical", "ortools", now_ms, decision.reason, code=code
             )
         return effects
+
+    def _hold(self, st: JobState, now_ms: int, decision: Decision) -> list[Effect]:
+        """Park the job until a reviewer decides or the approval timer fires."""
+        wait = min(self.cfg.approval_timeout_ms, max(0, (st.deadline_ms - now_ms) // 2))
+        st.approval = {
+            "reason": decision.hold,
+            "route_reason": decision.reason,
+            "requested_ms": now_ms,
+            "expires_ms": now_ms + wait,
+            "decision": None,
+            "reviewer": None,
+            "comment": None,
+            "decided_ms": None,
+        }
+        st.pending = {"kind": "approval", "at_ms": now_ms + wait}
+        effect = self._transition(
+            st, JobStatus.AWAITING_APPROVAL, f"awaiting approval: {decision.hold}", now_ms
+        )
+        self._set_timer(st)
+        return [effect]
+
+    def _release(self, st: JobState, now_ms: int, why: str) -> list[Effect]:
+        """Approved: send the work the routing decision asked for."""
+        effects: list[Effect] = []
+        if st.mode in (Mode.QUANTUM, Mode.RACE):
+            assert st.backend is not None
+            effects += self._dispatch(st, "quantum", st.backend, now_ms, why)
+        if st.mode == Mode.RACE:
+            effects += self._dispatch(st, "classical", "ortools", now_ms, why)
+        return effects
+
+    def _approval_timeout(self, st: JobState, now_ms: int) -> list[Effect]:
+        assert st.approval is not None
+        st.approval.update(decision="timeout", decided_ms=now_ms)
+        waited = now_ms - st.approval["requested_ms"]
+        why = f"no approval decision within {waited} ms"
+        if self.cfg.approval_timeout_action == "expire":
+            return self._finish(st, JobStatus.EXPIRED, why, None, now_ms)
+        return self._fallback(st, now_ms, why, DegradeReason.APPROVAL_TIMEOUT)
 
     def _dispatch(
         self,

@@ -70,6 +70,8 @@ class Decision:
         code: The reason as a code whenever policy overrides what the job asked for
             (a degradation, too many qubits, a deferred admission): what metrics and
             consumers branch on, instead of parsing ``reason``.
+        hold: Set when an approval policy holds the quantum attempt for a reviewer:
+            why, in words (see :func:`approval_hold`).
     """
 
     mode: Mode
@@ -78,6 +80,48 @@ class Decision:
     degraded: bool = False
     reason: str = ""
     code: DegradeReason | None = None
+    hold: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Which quantum attempts need a reviewer's sign-off first (any rule matching holds).
+
+    Attributes:
+        tenants: Tenants whose quantum work always needs approval.
+        problem_types: Problem types whose quantum work always needs approval.
+        min_cost_units: Estimated cost units at or above which approval is needed.
+        premium_backends: Backends whose use always needs approval.
+        cost_per_qubit_shot: Cost units estimated per qubit and shot.
+    """
+
+    tenants: frozenset[str] = frozenset()
+    problem_types: frozenset[str] = frozenset()
+    min_cost_units: float | None = None
+    premium_backends: frozenset[str] = frozenset()
+    cost_per_qubit_shot: float = 0.001
+
+
+def estimated_cost_units(job: JobFacts, policy: ApprovalPolicy) -> float:
+    """A quantum attempt's cost, estimated before it runs (qubits x shots x unit rate)."""
+    return (job.num_qubits or 0) * job.shots * policy.cost_per_qubit_shot
+
+
+def approval_hold(
+    job: JobFacts, problem_type: str, backend: str, policy: ApprovalPolicy
+) -> str | None:
+    """Why a quantum attempt must wait for approval, or None when it may run at once."""
+    if job.tenant in policy.tenants:
+        return f"tenant {job.tenant} needs approval"
+    if problem_type in policy.problem_types:
+        return f"problem type {problem_type} needs approval"
+    if backend in policy.premium_backends:
+        return f"premium backend {backend} needs approval"
+    if policy.min_cost_units is not None:
+        cost = estimated_cost_units(job, policy)
+        if cost >= policy.min_cost_units:
+            return f"estimated cost {cost:.2f} units >= {policy.min_cost_units:.2f}"
+    return None
 
 
 def decide(job: JobFacts, ctx: RoutingContext) -> Decision:

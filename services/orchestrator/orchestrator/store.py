@@ -74,8 +74,9 @@ class Store:
         backoff = 0.5
         while True:
             try:
-                with translated():
-                    self._pool.wait(timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+                # Not ConnectionPool.wait(): on a timeout it closes the pool for good. The
+                # pool keeps connecting in the background; the migration runner uses its
+                # own connection, so its success means the database is back.
                 self._migrate()
                 return
             except StoreUnavailableError as exc:

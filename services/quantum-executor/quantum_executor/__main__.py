@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from qbridge.executor.app import serve_executor
+from qbridge.solvers.quantum.checkpoint import PostgresCheckpointStore
 from qbridge.topics import WORK_QUANTUM
 from quantum_executor.config import QuantumSettings
 from quantum_executor.solvers import QuantumSolvers
@@ -20,6 +21,9 @@ def main() -> int:
         settings.qaoa(),
         backend_options=settings.backend_options,
         faults=settings.faults(),
+        checkpoints=(
+            PostgresCheckpointStore(settings.checkpoint_dsn) if settings.checkpoint_dsn else None
+        ),
     )
     return serve_executor(
         SERVICE,

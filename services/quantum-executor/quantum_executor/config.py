@@ -50,6 +50,8 @@ class QuantumSettings(ServiceSettings):
         min_time_ms: Work with less time left is not started (``over_budget``).
         concurrency: Work items solved at the same time (default: the CPU cores).
         default_shots: Shots when a work item says 0.
+        checkpoint_dsn: PostgreSQL for per-iteration QAOA checkpoints, so a
+            redelivered work item resumes its optimizer loop (unset: no checkpoints).
         kafka: Kafka connection settings (``KAFKA_*``).
     """
 
@@ -81,6 +83,8 @@ class QuantumSettings(ServiceSettings):
     min_time_ms: int = Field(default=50, ge=0)
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     default_shots: int = Field(default=2048, ge=1)
+    checkpoint_dsn: str | None = Field(default=None, repr=False)
+    """PostgreSQL DSN for QAOA checkpoints (``QBRIDGE_CHECKPOINT_DSN``); unset: none."""
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qbridge.errors import BackendUnavailableError, ConfigurationError, QBridgeError
+from qbridge.problems.base import Problem
 from qbridge.problems.maxcut import MaxCut
 from qbridge.qml.solvers import QuantumKernelSolver
-from qbridge.solvers.base import Budget, Solver
+from qbridge.solvers.base import Budget, Eligibility, Outcome, Solver
 from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, QuantumBackend, make_backend
+from qbridge.solvers.quantum.checkpoint import CheckpointStore
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +79,14 @@ class QuantumSolvers:
         backend_options: Mapping[str, Mapping[str, Any]] | None = None,
         faults: FaultInjection | None = None,
         backend_factory: BackendFactory = make_backend,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         self.allowed = frozenset(allowed)
         self.qaoa = qaoa or QaoaSettings()
         self.backend_options = {k: dict(v) for k, v in (backend_options or {}).items()}
         self.faults = faults or FaultInjection()
         self._factory = backend_factory
+        self.checkpoints = checkpoints
         self._solvers: dict[str, QaoaSolver] = {}
         self._lock = threading.Lock()
 
@@ -112,17 +116,24 @@ class QuantumSolvers:
                 ) from exc
             if options.get("fail_with"):
                 logger.warning("failure injection on %s: %s", backend, options)
-            solver = QaoaSolver(built, self.qaoa)
+            solver = QaoaSolver(built, self.qaoa, checkpoints=self.checkpoints)
             self._solvers[backend] = solver
             return solver
 
     def for_item(self, item: Mapping[str, Any]) -> Solver:
-        """The solver of a work item (by its ``backend`` field; classification: quantum kernel)."""
+        """The solver of a work item (by its ``backend`` field; classification: quantum kernel).
+
+        With a checkpoint store, a QAOA solver checkpoints under ``job_id:attempt``, so
+        a redelivered item resumes its optimizer loop.
+        """
         backend = str(item.get("backend") or "")
         if item.get("problem_type") == QuantumKernelSolver.problem_type:
             self.solver(backend)  # served here? (raises backend_unavailable otherwise)
             return QuantumKernelSolver(backend=backend)
-        return self.solver(backend)
+        solver = self.solver(backend)
+        if self.checkpoints is None or "job_id" not in item:
+            return solver
+        return _Checkpointed(solver, f"{item['job_id']}:{item.get('attempt', 0)}")
 
     def prewarm(self, backends: Iterable[str]) -> None:
         """Build backends ahead of the first job, and run a tiny solve where it is safe.
@@ -140,3 +151,17 @@ class QuantumSolvers:
                 logger.info("prewarmed quantum backend %s", name)
             except (QBridgeError, OSError) as exc:
                 logger.warning("prewarming %s failed: %s", name, exc)
+
+
+class _Checkpointed(Solver):
+    """A QAOA solver bound to the checkpoint key of one work item."""
+
+    def __init__(self, inner: QaoaSolver, key: str) -> None:
+        self.inner, self.key = inner, key
+        self.name, self.route = inner.name, inner.route
+
+    def eligibility(self, problem: Problem) -> Eligibility:
+        return self.inner.eligibility(problem)
+
+    def solve(self, problem: Problem, budget: Budget) -> Outcome:
+        return self.inner.solve(problem, budget, checkpoint_key=self.key)

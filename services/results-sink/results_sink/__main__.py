@@ -9,7 +9,7 @@ from qbridge.contracts import AvroCodec, default_registry
 from qbridge.dashboard import DashboardApp, KafkaLag
 from qbridge.db.pool import make_pool
 from qbridge.service import ServiceRuntime
-from qbridge.topics import JOB_OUTCOMES, JOB_STATUS, JOBS_ACCEPTED, SOLVER_OUTCOMES
+from qbridge.topics import APPROVALS, JOB_OUTCOMES, JOB_STATUS, JOBS_ACCEPTED, SOLVER_OUTCOMES
 from results_sink import SERVICE_NAME
 from results_sink.app import ResultsSinkApp
 from results_sink.cli import build_parser, run_command
@@ -17,7 +17,7 @@ from results_sink.config import ResultsSinkSettings
 from results_sink.migrate import migrate
 from results_sink.store import ResultsStore
 
-TOPICS = (JOBS_ACCEPTED, JOB_STATUS, SOLVER_OUTCOMES, JOB_OUTCOMES)
+TOPICS = (JOBS_ACCEPTED, JOB_STATUS, SOLVER_OUTCOMES, JOB_OUTCOMES, APPROVALS)
 
 
 def serve(settings: ResultsSinkSettings) -> int:

@@ -49,6 +49,7 @@ class Store(Protocol):
     def record_attempt(self, row: m.AttemptRow) -> WriteResult: ...
     def record_outcome(self, rows: m.OutcomeRows) -> WriteResult: ...
     def record_batch(self, rows: Sequence[StoreRow]) -> list[WriteResult]: ...
+    def record_approval(self, row: m.ApprovalRow) -> WriteResult: ...
 
 
 class ResultsSinkApp:
@@ -88,12 +89,14 @@ class ResultsSinkApp:
             m.JOB_STATUS_TRANSITION: m.transition_row,
             m.SOLVER_OUTCOME: m.attempt_row,
             m.JOB_OUTCOME: m.outcome_rows,
+            m.APPROVAL_DECISION: m.approval_row,
         }
         self._routes: dict[str, Callable[[dict[str, Any]], WriteResult]] = {
             m.JOB_ENVELOPE: lambda v: self.store.record_job(m.job_row(v)),
             m.JOB_STATUS_TRANSITION: lambda v: self.store.record_transition(m.transition_row(v)),
             m.SOLVER_OUTCOME: lambda v: self.store.record_attempt(m.attempt_row(v)),
             m.JOB_OUTCOME: lambda v: self.store.record_outcome(m.outcome_rows(v)),
+            m.APPROVAL_DECISION: lambda v: self.store.record_approval(m.approval_row(v)),
         }
 
     # --- handling -----------------------------------------------------------------

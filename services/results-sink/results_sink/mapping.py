@@ -22,6 +22,7 @@ JOB_ENVELOPE = "qbridge.JobEnvelope"
 JOB_STATUS_TRANSITION = "qbridge.JobStatusTransition"
 SOLVER_OUTCOME = "qbridge.SolverOutcome"
 JOB_OUTCOME = "qbridge.JobOutcome"
+APPROVAL_DECISION = "qbridge.ApprovalDecision"
 
 ATTEMPT_STATUSES = ("started", "ok", "error")
 
@@ -80,6 +81,20 @@ class TransitionRow:
     def is_final(self) -> bool:
         """Whether the transition enters a final state."""
         return self.to_status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class ApprovalRow:
+    """Values of an ``approvals`` row (the audit trail of reviewer decisions)."""
+
+    decision_id: str
+    job_id: str
+    decision: str
+    reviewer: str
+    reviewer_tenant: str
+    comment: str
+    correlation_id: str
+    decided_at: datetime
 
 
 @dataclass(frozen=True)
@@ -287,6 +302,20 @@ def transition_row(t: Mapping[str, Any]) -> TransitionRow:
         backend=t.get("backend"),
         correlation_id=t["correlation_id"],
         at=to_datetime(t["at"]),
+    )
+
+
+def approval_row(d: Mapping[str, Any]) -> ApprovalRow:
+    """Row of a ``qbridge.ApprovalDecision``."""
+    return ApprovalRow(
+        decision_id=d["decision_id"],
+        job_id=d["job_id"],
+        decision=d["decision"],
+        reviewer=d["reviewer"],
+        reviewer_tenant=d.get("reviewer_tenant") or "",
+        comment=d.get("comment") or "",
+        correlation_id=d.get("correlation_id") or "",
+        decided_at=to_datetime(d["decided_at"]),
     )
 
 

@@ -29,6 +29,7 @@ from psycopg_pool import ConnectionPool
 from qbridge.db.errors import translate as db_translate
 from qbridge.db.errors import translated as db_translated
 from results_sink.mapping import (
+    ApprovalRow,
     AttemptRow,
     InvalidRecordError,
     JobRow,
@@ -94,6 +95,14 @@ ON CONFLICT (job_id) DO UPDATE SET
     updated_at = now()
 WHERE NOT jobs.envelope_received
 RETURNING (xmax = 0) AS inserted
+"""
+
+_INSERT_APPROVAL = """
+INSERT INTO approvals
+    (decision_id, job_id, decision, reviewer, reviewer_tenant, comment, correlation_id, decided_at)
+VALUES (%(decision_id)s, %(job_id)s, %(decision)s, %(reviewer)s, %(reviewer_tenant)s,
+        %(comment)s, %(correlation_id)s, %(decided_at)s)
+ON CONFLICT (decision_id) DO NOTHING
 """
 
 _INSERT_TRANSITION = """
@@ -232,6 +241,20 @@ class ResultsStore:
         with self._tx() as cur:
             return _transitions(cur, [row])[0]
 
+    def record_approval(self, row: ApprovalRow) -> WriteResult:
+        """Store a reviewer's decision (idempotent on its id)."""
+        with self._tx() as cur:
+            return _approvals(cur, [row])[0]
+
+    def approvals(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's approval decisions, oldest first."""
+        with self._read() as cur:
+            cur.execute(
+                "SELECT * FROM approvals WHERE job_id = %s ORDER BY decided_at, decision_id",
+                (job_id,),
+            )
+            return list(cur.fetchall())
+
     def record_attempt(self, row: AttemptRow) -> WriteResult:
         """Store a solver outcome: a started attempt, or its ok/error result."""
         with self._tx() as cur:
@@ -323,7 +346,7 @@ class ResultsStore:
 
 # --- batch writers (inside a caller's transaction) ------------------------------------
 
-StoreRow = JobRow | TransitionRow | AttemptRow | OutcomeRows
+StoreRow = JobRow | TransitionRow | AttemptRow | OutcomeRows | ApprovalRow
 
 
 def _returned(cur: psycopg.Cursor[Any], sql: str, params: Sequence[dict[str, Any]]) -> list[Any]:
@@ -422,9 +445,19 @@ def _outcomes(cur: psycopg.Cursor[Any], rows: Sequence[OutcomeRows]) -> list[Wri
     return [_count("solutions", "inserted" if got else "duplicate") for got in inserted]
 
 
+def _approvals(cur: psycopg.Cursor[Any], rows: Sequence[ApprovalRow]) -> list[WriteResult]:
+    """Reviewers' decisions (idempotent on the decision id)."""
+    results: list[WriteResult] = []
+    for row in rows:
+        cur.execute(_INSERT_APPROVAL, asdict(row))
+        results.append(_count("approvals", "inserted" if cur.rowcount == 1 else "duplicate"))
+    return results
+
+
 _WRITERS: tuple[tuple[type, Callable[[psycopg.Cursor[Any], Any], list[WriteResult]]], ...] = (
     (JobRow, _jobs),
     (TransitionRow, _transitions),
     (AttemptRow, _attempts),
     (OutcomeRows, _outcomes),
+    (ApprovalRow, _approvals),
 )

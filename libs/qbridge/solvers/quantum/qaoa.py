@@ -58,6 +58,7 @@ from qbridge.solvers.quantum.base import (
     QuantumBackend,
 )
 from qbridge.solvers.quantum.cache import DEFAULT_TRANSPILE_CACHE, StructureKey, TranspileCache
+from qbridge.solvers.quantum.checkpoint import CheckpointStore, LoopCheckpoint
 from qbridge.solvers.quantum.mitigation import ZeroNoiseExtrapolator, ZneSettings
 
 logger = logging.getLogger(__name__)
@@ -148,6 +149,8 @@ class _Loop:
     exact_sets: int = 0
     iterations: int = 0
     single_eval_s: float = 0.0
+    checkpoints: CheckpointStore | None = None
+    checkpoint_key: str | None = None
     observable: SparsePauliOp = field(init=False)
 
     def __post_init__(self) -> None:
@@ -202,7 +205,43 @@ class _Loop:
         value = float(self.evaluate(np.asarray(x, dtype=np.float64)[None, :])[0])
         self.single_eval_s = max(self.single_eval_s, time.perf_counter() - start)
         self.iterations += 1
+        self.checkpoint(x)
         return value
+
+    def checkpoint(self, x: FloatArray) -> None:
+        """Save the loop's position durably (when a store and key are set)."""
+        if self.checkpoints is None or self.checkpoint_key is None:
+            return
+        assert self.best_angles is not None
+        self.checkpoints.save(
+            self.checkpoint_key,
+            LoopCheckpoint(
+                iteration=self.iterations,
+                maxiter=self.maxiter,
+                angles=[float(a) for a in np.ravel(x)],
+                best_angles=[float(a) for a in self.best_angles],
+                best_value=self.best_value,
+                calls=self.calls,
+                parameter_sets=self.parameter_sets,
+                shots_used=self.shots_used,
+                exact_sets=self.exact_sets,
+                single_eval_s=self.single_eval_s,
+            ),
+        )
+
+    def resume(self) -> LoopCheckpoint | None:
+        """Restore the last checkpoint under the key, if there is one."""
+        if self.checkpoints is None or self.checkpoint_key is None:
+            return None
+        cp = self.checkpoints.load(self.checkpoint_key)
+        if cp is None:
+            return None
+        self.iterations, self.calls = cp.iteration, cp.calls
+        self.parameter_sets, self.shots_used = cp.parameter_sets, cp.shots_used
+        self.exact_sets, self.single_eval_s = cp.exact_sets, cp.single_eval_s
+        self.best_value = cp.best_value
+        self.best_angles = np.asarray(cp.best_angles, dtype=np.float64)
+        return cp
 
 
 class QaoaSolver(Solver):
@@ -212,6 +251,8 @@ class QaoaSolver(Solver):
         backend: A :class:`QuantumBackend` or a name for :func:`make_backend`.
         settings: QAOA settings (defaults: p=2, COBYLA, 40 iterations).
         cache: Transpile cache; the process-wide one by default.
+        checkpoints: Where the optimizer loop checkpoints each iteration when
+            :meth:`solve` is given a ``checkpoint_key`` (None: no checkpoints).
     """
 
     name = "qaoa"
@@ -223,10 +264,12 @@ class QaoaSolver(Solver):
         settings: QaoaSettings | None = None,
         *,
         cache: TranspileCache | None = None,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         self.backend = make_backend(backend) if isinstance(backend, str) else backend
         self.settings = settings or QaoaSettings()
         self.cache = cache if cache is not None else DEFAULT_TRANSPILE_CACHE
+        self.checkpoints = checkpoints
 
     def eligibility(self, problem: Problem) -> Eligibility:
         """Eligible when the type is quantum-encodable and fits the backend's qubits."""
@@ -248,8 +291,15 @@ class QaoaSolver(Solver):
             )
         return Eligibility(True, qubits=qubits)
 
-    def solve(self, problem: Problem, budget: Budget) -> Outcome:
+    def solve(
+        self, problem: Problem, budget: Budget, *, checkpoint_key: str | None = None
+    ) -> Outcome:
         """Run QAOA within ``budget`` (see the module docstring for the flow).
+
+        With a ``checkpoint_key`` (``job_id:attempt``) and a checkpoint store, the
+        optimizer loop saves its position after every iteration and, when a
+        checkpoint exists under the key (a redelivery after a crash), continues from
+        it: the starting batch and the iterations already done are not repeated.
 
         Raises:
             NotEligibleError: See :meth:`eligibility`.
@@ -307,9 +357,20 @@ class QaoaSolver(Solver):
             final_cost_factor=1.0
             if self.backend.exact_expectation
             else max(1.0, final_shots / (settings.eval_shots * self._estimate_factor())),
+            checkpoints=self.checkpoints,
+            checkpoint_key=checkpoint_key,
         )
         starts = initial_candidates(settings.p, model.field_norm(), n_start)
-        if model.num_terms == 0:
+        resumed = loop.resume() if model.num_terms else None
+        if resumed is not None:
+            logger.info(
+                "qaoa resumes %s at iteration %d/%d",
+                checkpoint_key,
+                resumed.iteration,
+                loop.maxiter,
+            )
+            stop_reason = self._optimize(loop)
+        elif model.num_terms == 0:
             # Constant energy: every assignment is optimal, nothing to optimize.
             loop.best_angles, loop.best_value = starts[0].copy(), 0.0
             stop_reason = "constant_objective"
@@ -323,6 +384,8 @@ class QaoaSolver(Solver):
                 raise BudgetExceededError(
                     f"the first evaluation did not fit the time budget of {budget.time_limit_s}s"
                 )
+            assert loop.best_angles is not None  # set by the batch
+            loop.checkpoint(loop.best_angles)  # iteration 0: the starting batch
             stop_reason = self._optimize(loop)
         assert loop.best_angles is not None  # set by the first evaluation
 
@@ -338,6 +401,8 @@ class QaoaSolver(Solver):
         ranked = rank_candidates(problem, candidates, max(1, budget.top_n))
         best = ranked[0]
         done = time.perf_counter()
+        if self.checkpoints is not None and checkpoint_key is not None:
+            self.checkpoints.delete(checkpoint_key)
 
         shots_used = loop.shots_used + final_shots
         provenance = Provenance(
@@ -358,6 +423,7 @@ class QaoaSolver(Solver):
                 "parameter_sets_evaluated": loop.parameter_sets,
                 "final_shots": final_shots,
                 "stop_reason": stop_reason,
+                "resumed_from_iteration": None if resumed is None else resumed.iteration,
                 "best_angles": [float(a) for a in loop.best_angles],
                 "best_scaled_energy": loop.best_value,
                 "zne_applied": zne is not None,

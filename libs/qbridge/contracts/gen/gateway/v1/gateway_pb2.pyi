@@ -22,6 +22,7 @@ class JobStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     JOB_STATUS_FAILED: _ClassVar[JobStatus]
     JOB_STATUS_EXPIRED: _ClassVar[JobStatus]
     JOB_STATUS_REJECTED: _ClassVar[JobStatus]
+    JOB_STATUS_AWAITING_APPROVAL: _ClassVar[JobStatus]
 
 class Route(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -44,6 +45,7 @@ JOB_STATUS_DEGRADED: JobStatus
 JOB_STATUS_FAILED: JobStatus
 JOB_STATUS_EXPIRED: JobStatus
 JOB_STATUS_REJECTED: JobStatus
+JOB_STATUS_AWAITING_APPROVAL: JobStatus
 ROUTE_UNSPECIFIED: Route
 ROUTE_QUANTUM: Route
 ROUTE_CLASSICAL: Route
@@ -535,6 +537,36 @@ class ListJobsResponse(_message.Message):
     jobs: _containers.RepeatedCompositeFieldContainer[JobSummary]
     next_page_token: str
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ApprovalRequest(_message.Message):
+    __slots__ = ("job_id", "comment")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    comment: str
+    def __init__(self, job_id: _Optional[str] = ..., comment: _Optional[str] = ...) -> None: ...
+
+class ApprovalResponse(_message.Message):
+    __slots__ = ("decision_id", "job_id", "decision", "reviewer", "decided_at")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    REVIEWER_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    job_id: str
+    decision: str
+    reviewer: str
+    decided_at: _timestamp_pb2.Timestamp
+    def __init__(self, decision_id: _Optional[str] = ..., job_id: _Optional[str] = ..., decision: _Optional[str] = ..., reviewer: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListPendingRequest(_message.Message):
+    __slots__ = ("page_size", "page_token")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ErrorDetail(_message.Message):
     __slots__ = ("field", "reason", "error_class", "retry_after_ms")

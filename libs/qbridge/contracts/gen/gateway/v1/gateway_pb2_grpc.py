@@ -60,6 +60,21 @@ class GatewayStub:
                 request_serializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.Approve = channel.unary_unary(
+                '/qbridge.gateway.v1.Gateway/Approve',
+                request_serializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalRequest.SerializeToString,
+                response_deserializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalResponse.FromString,
+                _registered_method=True)
+        self.Reject = channel.unary_unary(
+                '/qbridge.gateway.v1.Gateway/Reject',
+                request_serializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalRequest.SerializeToString,
+                response_deserializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalResponse.FromString,
+                _registered_method=True)
+        self.ListPending = channel.unary_unary(
+                '/qbridge.gateway.v1.Gateway/ListPending',
+                request_serializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListPendingRequest.SerializeToString,
+                response_deserializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServicer:
@@ -108,6 +123,29 @@ class GatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Approve(self, request, context):
+        """Approve the quantum attempt of a job held in awaiting_approval (approver keys only;
+        others get PERMISSION_DENIED). The decision, with the key's identity, is published
+        as an event; the orchestrator applies it and the results sink stores it (audit).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reject(self, request, context):
+        """Reject it: the job is answered classically (or failed, as configured).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPending(self, request, context):
+        """The tenant's jobs awaiting approval, newest first (approver keys only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +172,21 @@ def add_GatewayServicer_to_server(servicer, server):
             'ListJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.ListJobs,
                     request_deserializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsRequest.FromString,
+                    response_serializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'Approve': grpc.unary_unary_rpc_method_handler(
+                    servicer.Approve,
+                    request_deserializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalRequest.FromString,
+                    response_serializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalResponse.SerializeToString,
+            ),
+            'Reject': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reject,
+                    request_deserializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalRequest.FromString,
+                    response_serializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalResponse.SerializeToString,
+            ),
+            'ListPending': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPending,
+                    request_deserializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListPendingRequest.FromString,
                     response_serializer=qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsResponse.SerializeToString,
             ),
     }
@@ -271,6 +324,87 @@ class Gateway:
             target,
             '/qbridge.gateway.v1.Gateway/ListJobs',
             qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsRequest.SerializeToString,
+            qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Approve(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qbridge.gateway.v1.Gateway/Approve',
+            qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalRequest.SerializeToString,
+            qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qbridge.gateway.v1.Gateway/Reject',
+            qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalRequest.SerializeToString,
+            qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPending(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/qbridge.gateway.v1.Gateway/ListPending',
+            qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListPendingRequest.SerializeToString,
             qbridge_dot_gateway_dot_v1_dot_gateway__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,

@@ -1,5 +1,6 @@
 -- Least-privilege roles (NOLOGIN groups; operators or the devstack add LOGIN members).
---   qbridge_results_sink:   owns the results tables and their history (the only writer).
+--   qbridge_results_sink:   owns the results tables (approvals included) and their history
+--                           (the only writer).
 --   qbridge_results_reader: SELECT only (the gateway, the dashboard, reporting).
 -- Needs a migrator allowed to create roles (the database owner / CREATEROLE).
 DO $$
@@ -22,12 +23,14 @@ ALTER TABLE attempts OWNER TO qbridge_results_sink;
 ALTER TABLE status_transitions OWNER TO qbridge_results_sink;
 ALTER TABLE solutions OWNER TO qbridge_results_sink;
 ALTER TABLE candidates OWNER TO qbridge_results_sink;
+ALTER TABLE approvals OWNER TO qbridge_results_sink;
 ALTER VIEW costs OWNER TO qbridge_results_sink;
 ALTER VIEW tenant_costs OWNER TO qbridge_results_sink;
 ALTER TABLE schema_migrations OWNER TO qbridge_results_sink;
 
-GRANT SELECT ON jobs, attempts, status_transitions, solutions, candidates, costs, tenant_costs
-    TO qbridge_results_reader;
+-- The gateway publishes reviewers' decisions to Kafka and never writes a table itself.
+GRANT SELECT ON jobs, attempts, status_transitions, solutions, candidates, approvals, costs,
+    tenant_costs TO qbridge_results_reader;
 -- Tables the sink creates later are readable too.
 ALTER DEFAULT PRIVILEGES FOR ROLE qbridge_results_sink IN SCHEMA public
     GRANT SELECT ON TABLES TO qbridge_results_reader;

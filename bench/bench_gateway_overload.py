@@ -1,0 +1,238 @@
+"""Benchmark of Solve admission under concurrent load, from a foreign client.
+
+Starts the whole system locally (real Kafka and PostgreSQL, every service as a process,
+the gateway), then for each concurrency level (4, 8, 16, 32 callers) runs a *separate
+client process* that knows nothing of qbridge: plain ``grpcio`` loading
+``schemas/proto/qbridge/gateway/v1/gateway.proto`` at run time (no generated stubs).
+Each caller loops: a random 12-44-node MaxCut, a deadline of 200 ms or 1 s (the gRPC
+deadline is 2 s longer, so lateness is measured rather than cut off), one Solve; after a
+RESOURCE_EXHAUSTED it waits as the ``retry-after-ms`` trailer says (jittered, <= 1 s).
+
+Reported per level, at the client:
+
+* admitted calls: lateness (latency - deadline) p50 / p99 / max, share later than
+  deadline + 10 ms;
+* refused calls (RESOURCE_EXHAUSTED): count and latency p50 / p99 (target < 5 ms);
+* other errors by status code.
+
+Usage::
+
+    .venv/bin/python bench/bench_gateway_overload.py            # ~3 min
+    .venv/bin/python bench/bench_gateway_overload.py --quick    # ~1.5 min
+
+Writes JSON to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+PROTO_ROOT = ROOT / "schemas" / "proto"
+KEY = "overload-key"
+TARGET_LATE_MS = 10.0
+TARGET_REFUSAL_MS = 5.0
+
+
+# --- the foreign client (a separate process; grpcio only) ---------------------------------
+
+
+def client(port: int, concurrency: int, seconds: float, seed: int) -> None:
+    """Run ``concurrency`` closed-loop Solve callers; print one JSON line per call."""
+    import grpc
+
+    sys.path.insert(0, str(PROTO_ROOT))
+    protos, services = grpc.protos_and_services("qbridge/gateway/v1/gateway.proto")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    grpc.channel_ready_future(channel).result(timeout=10)
+    stub = services.GatewayStub(channel)
+    meta = (("x-api-key", KEY),)
+    lock = threading.Lock()
+    out: list[dict[str, Any]] = []
+    stop_at = time.monotonic() + seconds
+
+    def caller(i: int) -> None:
+        rng = random.Random(seed * 1000 + i)
+        while time.monotonic() < stop_at:
+            n = rng.randint(12, 44)
+            pairs = ((rng.randrange(n), rng.randrange(n)) for _ in range(3 * n))
+            edges = {(min(u, v), max(u, v)) for u, v in pairs if u != v}
+            problem = protos.Problem(
+                maxcut=protos.MaxCut(
+                    num_nodes=n,
+                    edges=[protos.WeightedEdge(u=u, v=v, weight=1.0) for u, v in sorted(edges)],
+                )
+            )
+            deadline = rng.choice((200, 1000))
+            req = protos.SolveRequest(problem=problem, deadline_ms=deadline)
+            t0 = time.perf_counter()
+            code = "OK"
+            retry_ms = 0
+            try:
+                stub.Solve(req, metadata=meta, timeout=deadline / 1000 + 2)
+            except grpc.RpcError as err:
+                code = err.code().name
+                trailers = dict(err.trailing_metadata() or ())  # type: ignore[attr-defined]
+                retry_ms = int(trailers.get("retry-after-ms", 0))
+            ms = (time.perf_counter() - t0) * 1000
+            with lock:
+                out.append({"deadline_ms": deadline, "latency_ms": ms, "code": code})
+            if code == "RESOURCE_EXHAUSTED":
+                # A well-behaved client honours the hint (with jitter, at most 1 s).
+                time.sleep(min(1.0, retry_ms / 1000) * rng.uniform(0.5, 1.0))
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for row in out:
+        print(json.dumps(row))
+
+
+# --- the driver ---------------------------------------------------------------------------
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def summarize(concurrency: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [r for r in rows if r["code"] == "OK"]
+    late = [r["latency_ms"] - r["deadline_ms"] for r in ok]
+    refused = [r["latency_ms"] for r in rows if r["code"] == "RESOURCE_EXHAUSTED"]
+    return {
+        "concurrency": concurrency,
+        "calls": len(rows),
+        "admitted": len(ok),
+        "lateness_p50_ms": pct(late, 0.5),
+        "lateness_p99_ms": pct(late, 0.99),
+        "lateness_max_ms": max(late) if late else float("nan"),
+        "late_beyond_target_share": sum(x > TARGET_LATE_MS for x in late) / max(1, len(late)),
+        "refused": len(refused),
+        "refusal_p50_ms": pct(refused, 0.5),
+        "refusal_p99_ms": pct(refused, 0.99),
+        "other_errors": dict(
+            Counter(r["code"] for r in rows if r["code"] not in ("OK", "RESOURCE_EXHAUSTED"))
+        ),
+    }
+
+
+def run_level(port: int, concurrency: int, seconds: float) -> list[dict[str, Any]]:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--client",
+            f"--port={port}",
+            f"--concurrency={concurrency}",
+            f"--seconds={seconds}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
+    )
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter levels")
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=4, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=10.0, help=argparse.SUPPRESS)
+    parser.add_argument("--levels", default="4,8,16,32", help="concurrency levels")
+    parser.add_argument(
+        "--gateway-env", default="{}", help="extra gateway environment (JSON object)"
+    )
+    args = parser.parse_args()
+    if args.client:
+        client(args.port, args.concurrency, args.seconds, seed=args.concurrency)
+        return
+
+    from devstack.pipeline import Pipeline, ServiceProcess, free_port
+    from devstack.stack import LocalStack
+    from qbridge.bus import KafkaSettings, ensure_topics
+
+    levels = [int(x) for x in args.levels.split(",")]
+    seconds = 12.0 if args.quick else 30.0
+    started = time.perf_counter()
+    summaries: list[dict[str, Any]] = []
+    with LocalStack() as stack, tempfile.TemporaryDirectory() as logs:
+        ensure_topics(KafkaSettings(bootstrap_servers=stack.bootstrap_servers))
+        pipeline = Pipeline(stack.bootstrap_servers, stack.dsn, Path(logs))
+        port = free_port()
+        gateway = ServiceProcess(
+            "gateway",
+            "gateway",
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
+                "DATABASE_URL": stack.dsn,
+                "QBRIDGE_GRPC_HOST": "127.0.0.1",
+                "QBRIDGE_GRPC_PORT": str(port),
+                "QBRIDGE_API_KEYS": json.dumps({KEY: "overload"}),
+                "QBRIDGE_TENANT_MAX_INFLIGHT": "0",
+                "QBRIDGE_TENANT_RATES": "{}",  # measure capacity, not the tenant's rate
+                **json.loads(args.gateway_env),
+            },
+            Path(logs),
+        )
+        try:
+            pipeline.start()
+            gateway.start()
+            gateway.wait_ready(120)
+            run_level(port, 4, 3.0)  # warm-up (JIT of the local solvers, topic metadata)
+            for c in levels:
+                rows = run_level(port, c, seconds)
+                s = summarize(c, rows)
+                summaries.append(s)
+                print(
+                    f"{c:>3} callers: {s['calls']:>5} calls, {s['admitted']:>5} admitted: "
+                    f"lateness p50 {s['lateness_p50_ms']:7.1f} p99 {s['lateness_p99_ms']:7.1f} "
+                    f"max {s['lateness_max_ms']:7.1f} ms (>{TARGET_LATE_MS:.0f} ms: "
+                    f"{s['late_beyond_target_share']:.1%}); refused {s['refused']:>5}: "
+                    f"p50 {s['refusal_p50_ms']:5.1f} p99 {s['refusal_p99_ms']:5.1f} ms; "
+                    f"other {s['other_errors'] or '-'}",
+                    flush=True,
+                )
+        finally:
+            gateway.stop()
+            pipeline.stop()
+    report = {
+        "benchmark": "bench_gateway_overload",
+        "created_at": datetime.now(UTC).isoformat(),
+        "quick": args.quick,
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "client": "separate process, plain grpcio loading gateway.proto (no generated stubs)",
+        "seconds_per_level": seconds,
+        "targets": {"lateness_p99_ms": TARGET_LATE_MS, "refusal_p99_ms": TARGET_REFUSAL_MS},
+        "summary": summaries,
+        "elapsed_s": time.perf_counter() - started,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"bench_gateway_overload-{'quick-' if args.quick else ''}{stamp}.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {out} ({report['elapsed_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
