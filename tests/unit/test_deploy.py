@@ -754,7 +754,22 @@ def _env_lines(text: str) -> dict[str, str]:
 
 ENV_EXAMPLE = _env_lines((ROOT / ".env.example").read_text())
 #: Secrets: empty in .env.example, `${VAR:?}` in docker-compose.yml.
-SECRETS = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "QBRIDGE_API_KEYS")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "QBRIDGE_API_KEYS",
+    "QBRIDGE_KAFKA_ADMIN_PASSWORD",
+    *(f"QBRIDGE_KAFKA_PASSWORD_{s.upper().replace('-', '_')}" for s in APP_SERVICES),
+    "QBRIDGE_DB_PASSWORD_RESULTS_SINK",
+    "QBRIDGE_DB_PASSWORD_ORCHESTRATOR",
+    "QBRIDGE_DB_PASSWORD_GATEWAY",
+    "QBRIDGE_TLS_DIR",
+)
+
+
+def _secret(name: str, value: str) -> str:
+    """A stand-in value for ``name`` (a path for the folder variables)."""
+    return f"./{value}" if name.endswith("_DIR") else value
 
 
 def _compose(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -778,7 +793,7 @@ def _compose(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 @cache
 def compose_config() -> dict[str, Any]:
     """The compose file as docker-compose resolves it with .env.example, secrets filled."""
-    proc = _compose({**ENV_EXAMPLE, **{k: f"test-{k.lower()}" for k in SECRETS}})
+    proc = _compose({**ENV_EXAMPLE, **{k: _secret(k, f"test-{k.lower()}") for k in SECRETS}})
     assert proc.returncode == 0, proc.stderr
     return yaml.safe_load(proc.stdout)  # type: ignore[no-any-return]
 
@@ -794,7 +809,8 @@ def _published(port: str | dict[str, Any]) -> tuple[str, int]:
 def test_compose_file_is_valid_for_a_compose_parser_and_the_spec() -> None:
     cfg = compose_config()
     assert set(cfg["services"]) == {
-        *APP_SERVICES, "kafka", "postgres", "kafka-init", "prometheus", "grafana",
+        *APP_SERVICES, "kafka", "postgres", "kafka-init", "kafka-users", "db-init-results",
+        "db-init-orchestrator", "prometheus", "grafana",
     }  # fmt: skip
     import check_jsonschema.builtin_schemas as builtin
 
@@ -810,7 +826,7 @@ def test_compose_requires_its_secrets() -> None:
     assert _compose(ENV_EXAMPLE, "-q").returncode != 0
     # Each secret on its own stops it, and the error names it.
     for secret in SECRETS:
-        env = {**ENV_EXAMPLE, **{k: "set" for k in SECRETS if k != secret}}
+        env = {**ENV_EXAMPLE, **{k: _secret(k, "set") for k in SECRETS if k != secret}}
         proc = _compose(env, "-q")
         assert proc.returncode != 0, secret
         assert secret in proc.stderr
@@ -872,6 +888,7 @@ def test_compose_services_match_the_code_and_the_kubernetes_manifests() -> None:
     init = services["kafka-init"]
     assert init["command"][:3] == ["python", "-m", "ops.topics"]
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["kafka-users"]["command"] == ["python", "-m", "ops.kafka_users"]
     for name in APP_SERVICES:
         svc = services[name]
         assert svc["image"].startswith(f"qbridge/{name}:")
@@ -879,17 +896,22 @@ def test_compose_services_match_the_code_and_the_kubernetes_manifests() -> None:
         assert svc["build"]["target"] == name
         assert svc["build"]["args"]["PYTHON_IMAGE"] == ENV_EXAMPLE["QBRIDGE_PYTHON_IMAGE"]
         env = svc["environment"]
-        assert env["KAFKA_BOOTSTRAP_SERVERS"] == advertised["PLAINTEXT"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == advertised["INTERNAL"]
         assert env["QBRIDGE_HTTP_PORT"] == str(HTTP_PORT)
         assert env["QBRIDGE_CREATE_TOPICS"] == "false"
         assert "QBRIDGE_CONSUMER_GROUP" not in env, "groups come from topics.py defaults"
         assert "KAFKA_GROUP_INSTANCE_ID" not in env, "one static id would fence a scaled copy"
         deps = svc["depends_on"]
         assert deps["kafka-init"]["condition"] == "service_completed_successfully"
+        assert deps["kafka-users"]["condition"] == "service_completed_successfully"
         uses_db = "database_url" in SETTINGS[name].model_fields
         assert ("DATABASE_URL" in env) == uses_db, name
         if uses_db:
-            assert deps["postgres"]["condition"] == "service_healthy"
+            # Migrated and given a login by the owner first (db-init-*).
+            db_init = {d for d in deps if d.startswith("db-init-")}
+            assert db_init and all(
+                deps[d]["condition"] == "service_completed_successfully" for d in db_init
+            ), name
         assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
         assert svc["healthcheck"]["test"][:4] == ["CMD", "python", "-m", "ops.healthcheck"]
         # Same stop grace as Kubernetes.
@@ -899,7 +921,7 @@ def test_compose_services_match_the_code_and_the_kubernetes_manifests() -> None:
     assert services["gateway"]["environment"]["QBRIDGE_GRPC_PORT"] == str(
         GatewaySettings().grpc_port
     )
-    assert services["gateway"]["healthcheck"]["test"][-1] == "grpc"
+    assert services["gateway"]["healthcheck"]["test"][-2:] == ["http", "/readyz"]
     published = {_published(p)[1] for p in services["results-sink"]["ports"]}
     assert published == {HTTP_PORT}, "the dashboard lives on the metrics port"
     # No topic is named anywhere but in topics.py.
@@ -1002,12 +1024,11 @@ def test_dockerfile_target(name: str) -> None:
     env = " ".join(r for w, r in ins if w == "ENV")
     assert f"QBRIDGE_HTTP_PORT={HTTP_PORT}" in env
     assert f"/app/services/{name}" in next(r for w, r in own if w == "ENV")
+    # HTTP for every image: the gateway's gRPC port speaks TLS only when configured.
     health = [r for w, r in ins if w == "HEALTHCHECK"][-1]
+    assert '"ops.healthcheck", "http", "/healthz"' in health
     if name == "gateway":
-        assert '"ops.healthcheck", "grpc"' in health
         assert f"QBRIDGE_GRPC_PORT={GatewaySettings().grpc_port}" in env
-    else:
-        assert '"ops.healthcheck", "http", "/healthz"' in health
     exposed = " ".join(r for w, r in ins if w == "EXPOSE")
     assert str(HTTP_PORT) in exposed
 

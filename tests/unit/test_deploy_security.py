@@ -94,3 +94,65 @@ def test_metrics_port_admits_only_the_monitoring_namespace(target: str) -> None:
     policy = one(target, "NetworkPolicy", "qbridge-services-ingress")["spec"]
     [rule] = policy["ingress"]
     assert rule["from"], "metrics/dashboard port open to every source"
+
+
+# ------------------------------------------------------------------ docker-compose
+
+
+def test_compose_kafka_authenticates_every_listener_and_enforces_acls() -> None:
+    from tests.unit.test_deploy import compose_config
+
+    env = compose_config()["services"]["kafka"]["environment"]
+    protocols = dict(p.split(":") for p in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, protocols
+    listeners = {item.split("://")[0] for item in env["KAFKA_LISTENERS"].split(",")}
+    assert listeners == set(protocols)
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert env["KAFKA_SUPER_USERS"] == "User:admin"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    # Each listener has a login module for every mechanism it enables.
+    for name in listeners:
+        mechanisms = env.get(
+            f"KAFKA_LISTENER_NAME_{name}_SASL_ENABLED_MECHANISMS",
+            env["KAFKA_SASL_ENABLED_MECHANISMS"],
+        ).split(",")
+        for mechanism in mechanisms:
+            key = mechanism.replace("-", "___")
+            assert f"KAFKA_LISTENER_NAME_{name}_{key}_SASL_JAAS_CONFIG" in env, (name, mechanism)
+
+
+def test_compose_services_use_their_own_credentials() -> None:
+    from ops.db_init import SERVICE_DB_ROLES, login_name
+    from tests.unit.test_deploy import compose_config
+
+    services = compose_config()["services"]
+    passwords = set()
+    for service, access in SERVICE_ACCESS.items():
+        env = services[service]["environment"]
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["KAFKA_SASL_USERNAME"] == access.principal
+        passwords.add(env["KAFKA_SASL_PASSWORD"])
+        if service in SERVICE_DB_ROLES:
+            assert env["DATABASE_URL"].startswith(f"postgresql://{login_name(service)}:"), service
+    assert len(passwords) == len(SERVICE_ACCESS), "one password per service"
+    # The users are made by the one-shot job from the same passwords.
+    users = services["kafka-users"]["environment"]
+    for service in SERVICE_ACCESS:
+        key = f"QBRIDGE_KAFKA_PASSWORD_{service.upper().replace('-', '_')}"
+        assert users[key] == services[service]["environment"]["KAFKA_SASL_PASSWORD"]
+
+
+def test_compose_gateway_serves_tls_and_the_dashboard_is_off() -> None:
+    from tests.unit.test_deploy import compose_config
+
+    services = compose_config()["services"]
+    gateway = services["gateway"]
+    env = gateway["environment"]
+    mounts = {
+        str(v).split(":")[1] if isinstance(v, str) else v["target"] for v in gateway["volumes"]
+    }
+    assert {env["QBRIDGE_TLS_CERT"], env["QBRIDGE_TLS_KEY"]} <= mounts
+    assert "QBRIDGE_GRPC_ALLOW_PLAINTEXT" not in env
+    assert "QBRIDGE_GRPC_REFLECTION" not in env
+    assert services["results-sink"]["environment"]["QBRIDGE_DASHBOARD_ENABLED"] == "false"

@@ -199,34 +199,6 @@ class PostgresServer(LocalService):
             auth += f":{password}"
         return f"postgresql://{auth}@{self.host}:{self.port}/{database}"
 
-    def create_login(self, user: str, password: str, member_of: str) -> str:
-        """Create (or reset) a LOGIN role inheriting a group role, as the superuser.
-
-        Args:
-            user: Login role name.
-            password: Its password (note: this cluster trusts local TCP logins, so
-                the role decides what a session may do, not the password).
-            member_of: Group role granted to it (e.g. one created by a migration).
-
-        Returns:
-            The login's URL of :attr:`database`.
-        """
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(self.dsn_for("postgres"), autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (user,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            conn.execute(
-                sql.SQL(verb + " ROLE {} LOGIN INHERIT PASSWORD {}").format(
-                    sql.Identifier(user), sql.Literal(password)
-                )
-            )
-            conn.execute(
-                sql.SQL("GRANT {} TO {}").format(sql.Identifier(member_of), sql.Identifier(user))
-            )
-        return self.dsn_for(self.database, user, password)
-
     @property
     def data_dir(self) -> Path:
         """The cluster's data directory (kept across :meth:`restart`)."""

@@ -15,13 +15,6 @@ from devstack.service import DEFAULT_START_TIMEOUT, LocalService
 
 logger = logging.getLogger(__name__)
 
-#: Group role (created by the services' migrations) each service logs in under.
-SERVICE_DB_ROLES: dict[str, str] = {
-    "results-sink": "qbridge_results_sink",
-    "orchestrator": "qbridge_orchestrator",
-    "gateway": "qbridge_results_reader",
-}
-
 
 class LocalStack:
     """A Kafka broker and a PostgreSQL server for one test session or dev shell.
@@ -41,7 +34,7 @@ class LocalStack:
             principal per service and ACLs from ``qbridge.bus.acls`` (not when
             ``kafka`` is given); PostgreSQL gets the schemas migrated by the
             superuser and one LOGIN role per service in its migration-made group
-            role (:data:`SERVICE_DB_ROLES`), whose URLs :meth:`service_env` hands out.
+            role (``ops.db_init.SERVICE_DB_ROLES``), whose URLs :meth:`service_env` hands out.
 
     Attributes:
         timings: Seconds per step of the last :meth:`start` (``fetch``,
@@ -142,21 +135,18 @@ class LocalStack:
         """Migrate both schemas as the superuser, then create one login per service."""
         import secrets
 
-        from orchestrator.store import LOCK_KEY, MIGRATIONS_PACKAGE, MIGRATIONS_TABLE
-        from qbridge.db import load_migrations, migrate
-        from results_sink.migrate import migrate as migrate_results
+        from ops.db_init import SCHEMA_LOGINS, init_schema, login_name, password_env
 
         assert self.postgres is not None
-        admin = self.postgres.dsn
-        migrate_results(admin)
-        migrate(
-            admin, load_migrations(MIGRATIONS_PACKAGE), table=MIGRATIONS_TABLE, lock_key=LOCK_KEY
-        )
+        services = [s for logins in SCHEMA_LOGINS.values() for s in logins]
+        passwords = {password_env(s): secrets.token_urlsafe(18) for s in services}
+        for schema in SCHEMA_LOGINS:
+            init_schema(schema, self.postgres.dsn, passwords)
         self.service_dsns = {
-            service: self.postgres.create_login(
-                f"{service.replace('-', '_')}_svc", secrets.token_urlsafe(18), role
+            s: self.postgres.dsn_for(
+                self.postgres.database, login_name(s), passwords[password_env(s)]
             )
-            for service, role in SERVICE_DB_ROLES.items()
+            for s in services
         }
 
     def start(self) -> Self:
