@@ -1045,16 +1045,17 @@ def test_dockerignore_keeps_the_context_small() -> None:
 NOT_YET_PINNED: set[str] = set()
 
 
-def test_runtime_requirements_are_pinned() -> None:
+@pytest.mark.parametrize("path", ["requirements.txt", "requirements-dev.txt"])
+def test_runtime_requirements_and_dev_tools_are_pinned(path: str) -> None:
     unpinned = set()
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / path).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if not line:
+        if not line or line.startswith("-r "):
             continue
         name = re.split(r"[\[=<>!~ ]", line, maxsplit=1)[0].lower()
         if not re.search(r"==[\w.]+$", line):
             unpinned.add(name)
-    assert unpinned <= NOT_YET_PINNED, f"pin these in requirements.txt: {unpinned - NOT_YET_PINNED}"
+    assert unpinned <= NOT_YET_PINNED, f"pin these in {path}: {unpinned - NOT_YET_PINNED}"
 
 
 def _lock_pins() -> dict[str, tuple[str, int]]:
