@@ -17,7 +17,9 @@ def test_every_database_service_gets_a_login_from_exactly_one_schema() -> None:
 
 def test_a_missing_password_is_refused_before_touching_the_database() -> None:
     # No database behind this URL: the password check must come first.
-    with pytest.raises(ConfigurationError, match="QBRIDGE_DB_PASSWORD_GATEWAY"):
+    with pytest.raises(
+        ConfigurationError, match=r"QBRIDGE_DB_PASSWORD_GATEWAY \(or QBRIDGE_DB_URL_GATEWAY\)"
+    ):
         db_init.init_schema(
             "results-sink",
             "postgresql://nobody@127.0.0.1:1/none",
@@ -28,3 +30,15 @@ def test_a_missing_password_is_refused_before_touching_the_database() -> None:
 def test_an_unknown_schema_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="unknown schema"):
         db_init.init_schema("intake", "postgresql://nobody@127.0.0.1:1/none", {})
+
+
+def test_a_password_comes_from_the_login_url_when_not_given_alone() -> None:
+    env = {"QBRIDGE_DB_URL_GATEWAY": "postgresql://gateway_svc:s3cret@db:5432/qbridge"}
+    assert db_init.login_password("gateway", env) == "s3cret"
+    # The explicit password wins.
+    assert db_init.login_password("gateway", {**env, "QBRIDGE_DB_PASSWORD_GATEWAY": "x"}) == "x"
+    # A URL for another login (e.g. the owner's pasted by mistake) is refused.
+    with pytest.raises(ConfigurationError, match="must log in as gateway_svc"):
+        db_init.login_password(
+            "gateway", {"QBRIDGE_DB_URL_GATEWAY": "postgresql://qbridge:pw@db:5432/qbridge"}
+        )

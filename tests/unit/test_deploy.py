@@ -731,7 +731,8 @@ def test_dev_secret_has_every_key_the_workloads_read() -> None:
     keys = set(secrets[0]["data"])
     wanted = set()
     for d in render(target):
-        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        pod = d.get("spec", {}).get("template", {}).get("spec", {})
+        for c in [*pod.get("initContainers", []), *pod.get("containers", [])]:
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:

@@ -3,6 +3,8 @@ anonymous Kafka listener, KEDA authenticates, the prod dashboard is off."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from qbridge.bus.acls import SERVICE_ACCESS, grants
@@ -156,3 +158,36 @@ def test_compose_gateway_serves_tls_and_the_dashboard_is_off() -> None:
     assert "QBRIDGE_GRPC_ALLOW_PLAINTEXT" not in env
     assert "QBRIDGE_GRPC_REFLECTION" not in env
     assert services["results-sink"]["environment"]["QBRIDGE_DASHBOARD_ENABLED"] == "false"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_service_logs_in_to_postgres_as_itself_and_only_db_init_sees_the_owner(
+    target: str,
+) -> None:
+    from ops.db_init import SCHEMA_LOGINS, SERVICE_DB_ROLES, url_env
+
+    def secret_keys(c: dict[str, Any]) -> dict[str, str]:
+        return {
+            e["name"]: e["valueFrom"]["secretKeyRef"]["key"]
+            for e in c.get("env", [])
+            if "secretKeyRef" in e.get("valueFrom", {})
+        }
+
+    for service in SERVICE_DB_ROLES:
+        keys = secret_keys(container(target, service))
+        assert keys["DATABASE_URL"] == f"DATABASE_URL_{service.upper().replace('-', '_')}"
+        assert "DATABASE_URL_OWNER" not in keys.values(), service
+    for schema, logins in SCHEMA_LOGINS.items():
+        pod = workload(target, schema)["spec"]["template"]["spec"]
+        [init] = pod["initContainers"]
+        assert init["command"] == ["python", "-m", "ops.db_init", schema]
+        assert init["image"].split(":")[0] == f"qbridge/{schema}"
+        keys = secret_keys(init)
+        assert keys.pop("DATABASE_URL") == "DATABASE_URL_OWNER"
+        # The logins it creates get the very passwords their services connect with.
+        assert keys == {
+            url_env(s): secret_keys(container(target, s))["DATABASE_URL"] for s in logins
+        }
+        sc = init["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"]["drop"] == ["ALL"]

@@ -11,8 +11,10 @@ role per service, a member of its group role, with the password from
     python -m ops.db_init orchestrator     # orch_* schema; orchestrator login
 
 Each runs in the image of the service whose migrations it applies (docker-compose's
-``db-init-*`` services); the services then connect as ``<service>_svc`` and their
-start-up migration run finds nothing to do. Idempotent.
+``db-init-*`` services, the Kubernetes init containers); the services then connect as
+``<service>_svc`` and their start-up migration run finds nothing to do. Idempotent, and
+retried for ``--wait`` seconds while the database is unreachable or a concurrent run
+(another replica's init container) holds the same catalog rows.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from collections.abc import Mapping
 
 from qbridge.errors import ConfigurationError
@@ -41,6 +44,7 @@ SCHEMA_LOGINS: dict[str, tuple[str, ...]] = {
 }
 
 PASSWORD_ENV = "QBRIDGE_DB_PASSWORD_{}"
+URL_ENV = "QBRIDGE_DB_URL_{}"
 
 
 def login_name(service: str) -> str:
@@ -51,6 +55,32 @@ def login_name(service: str) -> str:
 def password_env(service: str) -> str:
     """Name of the variable holding ``service``'s password, e.g. ``QBRIDGE_DB_PASSWORD_GATEWAY``."""
     return PASSWORD_ENV.format(service.upper().replace("-", "_"))
+
+
+def url_env(service: str) -> str:
+    """Name of the variable holding ``service``'s URL, e.g. ``QBRIDGE_DB_URL_GATEWAY``."""
+    return URL_ENV.format(service.upper().replace("-", "_"))
+
+
+def login_password(service: str, env: Mapping[str, str]) -> str:
+    """The password ``service`` logs in with, from its password or its URL variable.
+
+    Raises:
+        ConfigurationError: Neither is set, or the URL names another user or no password.
+    """
+    if env.get(password_env(service)):
+        return env[password_env(service)]
+    url = env.get(url_env(service))
+    if not url:
+        raise ConfigurationError(f"{password_env(service)} (or {url_env(service)}) is not set")
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(url)
+    if info.get("user") != login_name(service) or not info.get("password"):
+        raise ConfigurationError(
+            f"{url_env(service)} must log in as {login_name(service)} with a password"
+        )
+    return str(info["password"])
 
 
 def migrate_schema(schema: str, owner_dsn: str) -> list[str]:
@@ -125,11 +155,7 @@ def init_schema(schema: str, owner_dsn: str, env: Mapping[str, str]) -> dict[str
     """
     if schema not in SCHEMA_LOGINS:
         raise ConfigurationError(f"unknown schema {schema!r} (one of {', '.join(SCHEMA_LOGINS)})")
-    passwords = {}
-    for service in SCHEMA_LOGINS[schema]:
-        if not env.get(password_env(service)):
-            raise ConfigurationError(f"{password_env(service)} is not set")
-        passwords[service] = env[password_env(service)]
+    passwords = {service: login_password(service, env) for service in SCHEMA_LOGINS[schema]}
     applied = migrate_schema(schema, owner_dsn)
     logger.info("%s: %d migration(s) applied %s", schema, len(applied), applied)
     logins = {}
@@ -139,16 +165,44 @@ def init_schema(schema: str, owner_dsn: str, env: Mapping[str, str]) -> dict[str
     return logins
 
 
+def init_with_retries(
+    schema: str, owner_dsn: str, env: Mapping[str, str], wait_s: float
+) -> dict[str, str]:
+    """:func:`init_schema`, retried for ``wait_s`` seconds on database errors.
+
+    Retried: the database not accepting connections yet, and a concurrent run updating
+    the same role or schema privileges ("tuple concurrently updated").
+
+    Raises:
+        ConfigurationError: Bad arguments (not retried).
+        psycopg.Error: The last database error once ``wait_s`` has passed.
+    """
+    import psycopg
+
+    deadline = time.monotonic() + wait_s
+    delay = 1.0
+    while True:
+        try:
+            return init_schema(schema, owner_dsn, env)
+        except psycopg.Error as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("%s: %s; retrying in %.0fs", schema, str(exc).strip(), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m ops.db_init {results-sink,orchestrator}``."""
+    """Entry point: ``python -m ops.db_init {results-sink,orchestrator} [--wait S]``."""
     parser = argparse.ArgumentParser(prog="python -m ops.db_init", description=__doc__)
     parser.add_argument("schema", choices=sorted(SCHEMA_LOGINS))
+    parser.add_argument("--wait", type=float, default=120.0, help="seconds to keep retrying")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     owner = os.environ.get("DATABASE_URL")
     if not owner:
         raise ConfigurationError("DATABASE_URL (the database owner) is not set")
-    logins = init_schema(args.schema, owner, os.environ)
+    logins = init_with_retries(args.schema, owner, os.environ, args.wait)
     print(f"{args.schema}: schema migrated; logins {', '.join(sorted(logins.values()))}")
     return 0
 
