@@ -191,3 +191,16 @@ def test_each_service_logs_in_to_postgres_as_itself_and_only_db_init_sees_the_ow
         sc = init["securityContext"]
         assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
         assert sc["capabilities"]["drop"] == ["ALL"]
+
+
+def test_dev_postgres_admits_only_the_services_that_use_it() -> None:
+    from ops.db_init import SERVICE_DB_ROLES
+
+    policy = one("overlays/dev", "NetworkPolicy", "postgres-ingress")["spec"]
+    assert policy["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "postgres"}
+    [rule] = policy["ingress"]
+    [peer] = rule["from"]
+    [expr] = peer["podSelector"]["matchExpressions"]
+    assert (expr["key"], expr["operator"]) == ("app.kubernetes.io/name", "In")
+    assert set(expr["values"]) == set(SERVICE_DB_ROLES)
+    assert [p["port"] for p in rule["ports"]] == [5432]
