@@ -86,6 +86,7 @@ bench: setup ## Benchmarks (numbers, not assertions); results in bench/results/
 	$(PY) bench/bench_quantum.py
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_gateway.py
+	$(PY) bench/bench_validation.py
 
 clean: ## Remove caches (keeps .venv and the Kafka jar cache)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache bench/results tests/artifacts

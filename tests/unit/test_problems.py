@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from qbridge.errors import InvalidProblemError, NotEligibleError, ProblemTooLargeError
 from qbridge.problems import (
@@ -507,3 +509,66 @@ def test_limits() -> None:
         check_limits(j, Limits(max_jobshop_horizon=2))
     # Too large is still invalid input (fail fast, never retried).
     assert issubclass(ProblemTooLargeError, InvalidProblemError)
+
+
+# ---------------------------------------------------------------- vectorised triples
+
+_ODD_VALUES = st.sampled_from(
+    [
+        True,
+        False,
+        None,
+        "1",
+        2**70,
+        -(2**70),
+        10**400,
+        float("nan"),
+        float("inf"),
+        1e101,
+        np.int64(1),
+        np.float64(0.5),
+        -0.0,
+        [1],
+        (1, 2),
+    ]
+)
+
+
+@st.composite
+def _triples(draw: st.DrawFn) -> tuple[int, list[Any]]:
+    n = draw(st.integers(1, 6))
+    index = st.integers(-1, n) if draw(st.booleans()) else st.integers(0, n - 1)
+    value = st.one_of(st.integers(-3, 3), st.floats(-2.0, 2.0), st.sampled_from([0.5, -0.5]))
+    if draw(st.booleans()):
+        index, value = st.one_of(index, _ODD_VALUES), st.one_of(value, _ODD_VALUES)
+    triple = st.tuples(index, index, value).map(list) | st.tuples(index, index, value)
+    ragged = st.lists(st.integers(0, n - 1), min_size=0, max_size=4)
+    items = st.lists(triple | ragged if draw(st.booleans()) else triple, max_size=12)
+    return n, draw(items)
+
+
+def _outcome(fn: Any, *args: Any, **kw: Any) -> Any:
+    try:
+        return ("ok", list(fn(*args, **kw).items()))
+    except InvalidProblemError as exc:
+        return ("error", exc.field, str(exc))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_triples(), st.booleans())
+def test_vectorised_triples_match_the_element_wise_checks(
+    case: tuple[int, list[Any]], diagonal: bool
+) -> None:
+    # Same pairs, same summed values bit for bit (duplicates summed in input order), same
+    # order, and on invalid input the same error with the same field path.
+    from qbridge.problems._validation import _triples_elementwise, index_triples
+
+    n, items = case
+    fast = _outcome(index_triples, items, n, "edges", allow_diagonal=diagonal)
+    slow = _outcome(_triples_elementwise, items, n, "edges", allow_diagonal=diagonal)
+    assert repr(fast) == repr(slow)
+
+
+def test_vectorised_triples_sum_duplicates_and_drop_zero_sums() -> None:
+    edges = [(2, 0, 1.5), (0, 2, -1.5), (1, 0, 0.25), (0, 1, 0.5), (3, 1, -0.0), (1, 3, 2)]
+    assert MaxCut(4, tuple(edges)).edges == ((0, 1, 0.75), (1, 3, 2.0))

@@ -132,6 +132,16 @@ def index_triples(
         allow_diagonal: If False, ``i == j`` is rejected; otherwise kept as ``(i, i)``.
     """
     seq = as_sequence(v, where)
+    fast = _valid_triples(seq, n, allow_diagonal=allow_diagonal)
+    if fast is not None:
+        return fast
+    # Something is invalid (or unusually typed): the element-wise pass names the field.
+    return _triples_elementwise(seq, n, where, allow_diagonal=allow_diagonal)
+
+
+def _triples_elementwise(
+    seq: Sequence[Any], n: int, where: str, *, allow_diagonal: bool
+) -> dict[tuple[int, int], float]:
     merged: dict[tuple[int, int], float] = {}
     for k, t in enumerate(seq):
         item = f"{where}[{k}]"
@@ -144,6 +154,62 @@ def index_triples(
         key = (i, j) if i <= j else (j, i)
         merged[key] = merged.get(key, 0.0) + val
     return {key: val + 0.0 for key, val in sorted(merged.items()) if val != 0.0}
+
+
+_INDEX_TYPES = frozenset({int})
+_VALUE_TYPES = frozenset({int, float})
+
+
+def _valid_triples(
+    seq: Sequence[Any], n: int, *, allow_diagonal: bool
+) -> dict[tuple[int, int], float] | None:
+    """:func:`index_triples` in numpy for plain valid input; ``None`` if anything is off.
+
+    Large graphs arrive on latency-critical paths (the gateway validates before it can
+    start its local answer), where per-element Python checks cost ~10 us an edge. This
+    accepts exactly what the element-wise pass accepts: ``int`` indices (``bool`` is not
+    ``int`` here) and ``int``/``float`` values; anything else falls back to it, so errors
+    and their field paths come from one place. Duplicate pairs are summed in input order,
+    as the element-wise pass does, so results are bit-identical.
+    """
+    if len(seq) == 0:
+        return None
+    try:
+        arr = np.array(seq, dtype=object)
+    except (ValueError, TypeError):
+        return None
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        return None
+    if not (
+        set(map(type, arr[:, 0])) <= _INDEX_TYPES
+        and set(map(type, arr[:, 1])) <= _INDEX_TYPES
+        and set(map(type, arr[:, 2])) <= _VALUE_TYPES
+    ):
+        return None
+    try:
+        i = arr[:, 0].astype(np.int64)
+        j = arr[:, 1].astype(np.int64)
+        val = arr[:, 2].astype(np.float64)
+    except (OverflowError, ValueError):
+        return None
+    if (i < 0).any() or (j < 0).any() or (i >= n).any() or (j >= n).any():
+        return None
+    if not (np.isfinite(val).all() and (np.abs(val) <= MAX_ABS_VALUE).all()):
+        return None
+    if not allow_diagonal and (i == j).any():
+        return None
+    lo, hi = np.minimum(i, j), np.maximum(i, j)
+    keys, inverse = np.unique(lo * n + hi, return_inverse=True)
+    sums = np.bincount(inverse, weights=val, minlength=len(keys)) + 0.0
+    keep = sums != 0.0
+    kept = keys[keep]
+    return dict(
+        zip(
+            zip((kept // n).tolist(), (kept % n).tolist(), strict=True),
+            sums[keep].tolist(),
+            strict=True,
+        )
+    )
 
 
 def check_binary_assignment(assignment: Sequence[int], n: int) -> tuple[int, ...]:

@@ -225,6 +225,20 @@ def _tags(value: Any, bounds: RequestBounds) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """An accepted request: its envelope and the validated problem model.
+
+    Attributes:
+        envelope: The ``qbridge.JobEnvelope`` record (see :func:`accept`).
+        problem: The normalized problem the envelope carries, so a caller that solves it
+            right away (the gateway's local answer) does not validate it a second time.
+    """
+
+    envelope: dict[str, Any]
+    problem: Problem
+
+
 def accept(
     request: Mapping[str, Any],
     now: datetime,
@@ -251,6 +265,24 @@ def accept(
             such as ``problem.edges[3].weight``).
         ProblemTooLargeError: The problem exceeds a limit.
         InvalidRequestError: A request field is invalid (tenant, priority, timeout...).
+    """
+    return accept_request(
+        request, now, limits, bounds=bounds, schema_version=schema_version
+    ).envelope
+
+
+def accept_request(
+    request: Mapping[str, Any],
+    now: datetime,
+    limits: Limits,
+    *,
+    bounds: RequestBounds | None = None,
+    schema_version: int = 0,
+) -> Accepted:
+    """:func:`accept`, also returning the validated problem model.
+
+    Raises:
+        InvalidProblemError: As :func:`accept`.
     """
     b = bounds or RequestBounds()
     accepted_at = now if now.tzinfo else now.replace(tzinfo=UTC)
@@ -322,7 +354,7 @@ def accept(
     idempotency_key = key if key is not None else fingerprint
     job_id = job_id_for(tenant, idempotency_key)
     deadline_at = accepted_at + timedelta(milliseconds=timeout_ms)
-    return {
+    envelope = {
         "job_id": job_id,
         "idempotency_key": idempotency_key,
         "request_id": request_id,
@@ -345,3 +377,4 @@ def accept(
         "created_at": created_at,
         "accepted_at": accepted_at,
     }
+    return Accepted(envelope, problem)

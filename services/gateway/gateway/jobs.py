@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from qbridge.bus import BusProducer
 from qbridge.bus import headers as h
 from qbridge.contracts.codec import AvroCodec
-from qbridge.contracts.convert import problem_from_avro
 from qbridge.contracts.gateway_messages import invalid, problem_input, problem_request
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.errors import CodecError, DeliveryError, InvalidProblemError, QBridgeError
 from qbridge.problems.base import Problem
 from qbridge.problems.limits import Limits
 from qbridge.topics import PROBLEM_REQUESTS
-from qbridge.validation.accept import RequestBounds, accept
+from qbridge.validation.accept import RequestBounds, accept_request
 
 if TYPE_CHECKING:
     from confluent_kafka import KafkaError, Message
@@ -197,12 +196,10 @@ class JobFactory:
         )
         self._check_size(request, pin.branch)
         try:
-            env = accept(request, now, self.limits, bounds=self.bounds)
+            accepted = accept_request(request, now, self.limits, bounds=self.bounds)
         except InvalidProblemError as exc:
             raise invalid(exc, pin.branch, timeout_field=timeout_field) from exc
-        name, normalized = env["problem"]
-        del name
-        problem = problem_from_avro(env["problem_type"], normalized)
+        env, problem = accepted.envelope, accepted.problem
         request.update(
             idempotency_key=env["idempotency_key"],
             problem=env["problem"],
