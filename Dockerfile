@@ -92,10 +92,10 @@ LABEL org.opencontainers.image.title="qbridge-gateway" \
 COPY --from=code /app/services/gateway/gateway/ services/gateway/gateway/
 ENV PYTHONPATH=/app/libs:/app/tools:/app/services/gateway \
     QBRIDGE_GRPC_PORT=50051
-# gRPC (Gateway, grpc.health.v1.Health, reflection) besides /metrics on 9100.
+# gRPC (Gateway, grpc.health.v1.Health, reflection when enabled) besides /metrics on 9100.
+# The healthcheck stays HTTP (/healthz, from the runtime stage): the gRPC port speaks TLS
+# only when QBRIDGE_TLS_CERT/KEY are set, as they are in every shipped deployment.
 EXPOSE 50051
-HEALTHCHECK --interval=10s --timeout=5s --start-period=90s --retries=3 \
-  CMD ["python", "-m", "ops.healthcheck", "grpc"]
 # SIGTERM: health turns NOT_SERVING, new calls are refused, calls in flight finish within
 # QBRIDGE_SHUTDOWN_GRACE_S, then the process exits.
 CMD ["python", "-m", "gateway"]

@@ -291,6 +291,7 @@ def started(
             QBRIDGE_GRPC_PORT=str(free_port()),
             QBRIDGE_CREATE_TOPICS="false",
             QBRIDGE_API_KEYS=json.dumps({"k": "t"}),
+            QBRIDGE_GRPC_ALLOW_PLAINTEXT="true",
             QBRIDGE_LOG_FORMAT="json",
         )
         out[name] = Started(name, image, app, env, logs / f"{name}.log")

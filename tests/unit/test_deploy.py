@@ -285,6 +285,135 @@ CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
         ("apiVersion", "kind", "metadata", "spec"),
     ),
 }
+_ACL_OPS = {"enum": ["Read", "Write", "Create", "Delete", "Alter", "Describe", "ClusterAction",
+                     "AlterConfigs", "DescribeConfigs", "IdempotentWrite", "All"]}  # fmt: skip
+_ISSUER_REF = _strict(
+    {"name": _STR, "kind": {"enum": ["Issuer", "ClusterIssuer"]}, "group": _STR}, ("name",)
+)
+_KEY = _strict(
+    {
+        "algorithm": {"enum": ["RSA", "ECDSA", "Ed25519"]},
+        "size": _INT,
+        "encoding": {"enum": ["PKCS1", "PKCS8"]},
+        "rotationPolicy": {"enum": ["Never", "Always"]},
+    }
+)
+
+
+def _cr(spec: dict[str, Any]) -> dict[str, Any]:
+    """A custom resource with the given ``spec`` schema."""
+    return _strict(
+        {"apiVersion": _STR, "kind": _STR, "metadata": _META, "spec": spec},
+        ("apiVersion", "kind", "metadata", "spec"),
+    )
+
+
+CRD_SCHEMAS.update(
+    {
+        ("kafka.strimzi.io/v1beta2", "KafkaUser"): _cr(
+            _strict(
+                {
+                    "authentication": _strict(
+                        {"type": {"enum": ["tls", "tls-external", "scram-sha-512"]}},
+                        ("type",),
+                    ),
+                    "authorization": _strict(
+                        {
+                            "type": {"enum": ["simple"]},
+                            "acls": {
+                                "type": "array",
+                                "items": _strict(
+                                    {
+                                        "resource": _strict(
+                                            {
+                                                "type": {
+                                                    "enum": [
+                                                        "topic",
+                                                        "group",
+                                                        "cluster",
+                                                        "transactionalId",
+                                                    ]
+                                                },
+                                                "name": _STR,
+                                                "patternType": {"enum": ["literal", "prefix"]},
+                                            },
+                                            ("type",),
+                                        ),
+                                        "type": {"enum": ["allow", "deny"]},
+                                        "host": _STR,
+                                        "operations": {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "items": _ACL_OPS,
+                                        },
+                                    },
+                                    ("resource", "operations"),
+                                ),
+                            },
+                        },
+                        ("type",),
+                    ),
+                    "quotas": _OBJ,
+                    "template": _OBJ,
+                }
+            )
+        ),
+        ("keda.sh/v1alpha1", "TriggerAuthentication"): _cr(
+            _strict(
+                {
+                    "secretTargetRef": {
+                        "type": "array",
+                        "items": _strict(
+                            {"parameter": _STR, "name": _STR, "key": _STR},
+                            ("parameter", "name", "key"),
+                        ),
+                    },
+                    "env": {
+                        "type": "array",
+                        "items": _strict(
+                            {"parameter": _STR, "name": _STR, "containerName": _STR},
+                            ("parameter", "name"),
+                        ),
+                    },
+                    "podIdentity": _OBJ,
+                    "hashiCorpVault": _OBJ,
+                }
+            )
+        ),
+        ("cert-manager.io/v1", "Issuer"): _cr(
+            {
+                "type": "object",
+                "properties": {
+                    "selfSigned": _strict({"crlDistributionPoints": {"type": "array"}}),
+                    "ca": _strict({"secretName": _STR}, ("secretName",)),
+                    "acme": _OBJ,
+                    "vault": _OBJ,
+                },
+                "additionalProperties": False,
+                "minProperties": 1,
+                "maxProperties": 1,
+            }
+        ),
+        ("cert-manager.io/v1", "Certificate"): _cr(
+            _strict(
+                {
+                    "secretName": _STR,
+                    "issuerRef": _ISSUER_REF,
+                    "isCA": _BOOL,
+                    "commonName": _STR,
+                    "dnsNames": {"type": "array", "items": _STR},
+                    "ipAddresses": {"type": "array", "items": _STR},
+                    "duration": _STR,
+                    "renewBefore": _STR,
+                    "usages": {"type": "array", "items": _STR},
+                    "privateKey": _KEY,
+                    "secretTemplate": _OBJ,
+                },
+                ("secretName", "issuerRef"),
+            )
+        ),
+    }
+)
 CRD_SCHEMAS[("kafka.strimzi.io/v1beta2", "KafkaTopic")]["properties"]["spec"]["properties"][
     "config"
 ]["additionalProperties"] = {"type": ["string", "integer", "boolean"]}
@@ -454,12 +583,13 @@ def test_each_consumer_scales_on_its_own_group_lag(overlay: str) -> None:
     target = f"overlays/{overlay}"
     cfg = config(target)
     cluster = objects(target, "Kafka")[0]
-    plain = next(
+    scram = next(
         li
         for li in cluster["spec"]["kafka"]["listeners"]
-        if li["name"] == "plain" and not li["tls"]
+        if li["name"] == "scram" and not li["tls"]
     )
-    bootstrap = f"{cluster['metadata']['name']}-kafka-bootstrap:{plain['port']}"
+    assert scram["authentication"] == {"type": "scram-sha-512"}
+    bootstrap = f"{cluster['metadata']['name']}-kafka-bootstrap:{scram['port']}"
     assert cfg["KAFKA_BOOTSTRAP_SERVERS"] == bootstrap
     scaled = {s["metadata"]["name"]: s for s in objects(target, "ScaledObject")}
     assert set(scaled) == set(CONSUMERS)
@@ -555,9 +685,10 @@ def test_workloads_are_hardened_probed_and_bounded(overlay: str) -> None:
         grace = pod["terminationGracePeriodSeconds"]
         if name == "gateway":
             assert ports["grpc"] == GatewaySettings().grpc_port
-            # gRPC health is readiness (NOT_SERVING while dependencies are down);
-            # liveness only asks whether the process answers.
-            assert c["readinessProbe"]["grpc"]["port"] == ports["grpc"]
+            # /readyz mirrors the gRPC health status (NOT_SERVING while dependencies are
+            # down; a kubelet gRPC probe cannot speak TLS); liveness only asks whether
+            # the process answers.
+            assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
             assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
             assert grace >= 30
         else:
@@ -600,7 +731,8 @@ def test_dev_secret_has_every_key_the_workloads_read() -> None:
     keys = set(secrets[0]["data"])
     wanted = set()
     for d in render(target):
-        for c in d.get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        pod = d.get("spec", {}).get("template", {}).get("spec", {})
+        for c in [*pod.get("initContainers", []), *pod.get("containers", [])]:
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -623,7 +755,22 @@ def _env_lines(text: str) -> dict[str, str]:
 
 ENV_EXAMPLE = _env_lines((ROOT / ".env.example").read_text())
 #: Secrets: empty in .env.example, `${VAR:?}` in docker-compose.yml.
-SECRETS = ("POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "QBRIDGE_API_KEYS")
+SECRETS = (
+    "POSTGRES_PASSWORD",
+    "GRAFANA_ADMIN_PASSWORD",
+    "QBRIDGE_API_KEYS",
+    "QBRIDGE_KAFKA_ADMIN_PASSWORD",
+    *(f"QBRIDGE_KAFKA_PASSWORD_{s.upper().replace('-', '_')}" for s in APP_SERVICES),
+    "QBRIDGE_DB_PASSWORD_RESULTS_SINK",
+    "QBRIDGE_DB_PASSWORD_ORCHESTRATOR",
+    "QBRIDGE_DB_PASSWORD_GATEWAY",
+    "QBRIDGE_TLS_DIR",
+)
+
+
+def _secret(name: str, value: str) -> str:
+    """A stand-in value for ``name`` (a path for the folder variables)."""
+    return f"./{value}" if name.endswith("_DIR") else value
 
 
 def _compose(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -647,7 +794,7 @@ def _compose(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 @cache
 def compose_config() -> dict[str, Any]:
     """The compose file as docker-compose resolves it with .env.example, secrets filled."""
-    proc = _compose({**ENV_EXAMPLE, **{k: f"test-{k.lower()}" for k in SECRETS}})
+    proc = _compose({**ENV_EXAMPLE, **{k: _secret(k, f"test-{k.lower()}") for k in SECRETS}})
     assert proc.returncode == 0, proc.stderr
     return yaml.safe_load(proc.stdout)  # type: ignore[no-any-return]
 
@@ -663,7 +810,8 @@ def _published(port: str | dict[str, Any]) -> tuple[str, int]:
 def test_compose_file_is_valid_for_a_compose_parser_and_the_spec() -> None:
     cfg = compose_config()
     assert set(cfg["services"]) == {
-        *APP_SERVICES, "kafka", "postgres", "kafka-init", "prometheus", "grafana",
+        *APP_SERVICES, "kafka", "postgres", "kafka-init", "kafka-users", "db-init-results",
+        "db-init-orchestrator", "prometheus", "grafana",
     }  # fmt: skip
     import check_jsonschema.builtin_schemas as builtin
 
@@ -679,7 +827,7 @@ def test_compose_requires_its_secrets() -> None:
     assert _compose(ENV_EXAMPLE, "-q").returncode != 0
     # Each secret on its own stops it, and the error names it.
     for secret in SECRETS:
-        env = {**ENV_EXAMPLE, **{k: "set" for k in SECRETS if k != secret}}
+        env = {**ENV_EXAMPLE, **{k: _secret(k, "set") for k in SECRETS if k != secret}}
         proc = _compose(env, "-q")
         assert proc.returncode != 0, secret
         assert secret in proc.stderr
@@ -741,6 +889,7 @@ def test_compose_services_match_the_code_and_the_kubernetes_manifests() -> None:
     init = services["kafka-init"]
     assert init["command"][:3] == ["python", "-m", "ops.topics"]
     assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    assert services["kafka-users"]["command"] == ["python", "-m", "ops.kafka_users"]
     for name in APP_SERVICES:
         svc = services[name]
         assert svc["image"].startswith(f"qbridge/{name}:")
@@ -748,17 +897,22 @@ def test_compose_services_match_the_code_and_the_kubernetes_manifests() -> None:
         assert svc["build"]["target"] == name
         assert svc["build"]["args"]["PYTHON_IMAGE"] == ENV_EXAMPLE["QBRIDGE_PYTHON_IMAGE"]
         env = svc["environment"]
-        assert env["KAFKA_BOOTSTRAP_SERVERS"] == advertised["PLAINTEXT"]
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == advertised["INTERNAL"]
         assert env["QBRIDGE_HTTP_PORT"] == str(HTTP_PORT)
         assert env["QBRIDGE_CREATE_TOPICS"] == "false"
         assert "QBRIDGE_CONSUMER_GROUP" not in env, "groups come from topics.py defaults"
         assert "KAFKA_GROUP_INSTANCE_ID" not in env, "one static id would fence a scaled copy"
         deps = svc["depends_on"]
         assert deps["kafka-init"]["condition"] == "service_completed_successfully"
+        assert deps["kafka-users"]["condition"] == "service_completed_successfully"
         uses_db = "database_url" in SETTINGS[name].model_fields
         assert ("DATABASE_URL" in env) == uses_db, name
         if uses_db:
-            assert deps["postgres"]["condition"] == "service_healthy"
+            # Migrated and given a login by the owner first (db-init-*).
+            db_init = {d for d in deps if d.startswith("db-init-")}
+            assert db_init and all(
+                deps[d]["condition"] == "service_completed_successfully" for d in db_init
+            ), name
         assert svc["read_only"] is True and svc["cap_drop"] == ["ALL"]
         assert svc["healthcheck"]["test"][:4] == ["CMD", "python", "-m", "ops.healthcheck"]
         # Same stop grace as Kubernetes.
@@ -768,7 +922,7 @@ def test_compose_services_match_the_code_and_the_kubernetes_manifests() -> None:
     assert services["gateway"]["environment"]["QBRIDGE_GRPC_PORT"] == str(
         GatewaySettings().grpc_port
     )
-    assert services["gateway"]["healthcheck"]["test"][-1] == "grpc"
+    assert services["gateway"]["healthcheck"]["test"][-2:] == ["http", "/readyz"]
     published = {_published(p)[1] for p in services["results-sink"]["ports"]}
     assert published == {HTTP_PORT}, "the dashboard lives on the metrics port"
     # No topic is named anywhere but in topics.py.
@@ -871,12 +1025,11 @@ def test_dockerfile_target(name: str) -> None:
     env = " ".join(r for w, r in ins if w == "ENV")
     assert f"QBRIDGE_HTTP_PORT={HTTP_PORT}" in env
     assert f"/app/services/{name}" in next(r for w, r in own if w == "ENV")
+    # HTTP for every image: the gateway's gRPC port speaks TLS only when configured.
     health = [r for w, r in ins if w == "HEALTHCHECK"][-1]
+    assert '"ops.healthcheck", "http", "/healthz"' in health
     if name == "gateway":
-        assert '"ops.healthcheck", "grpc"' in health
         assert f"QBRIDGE_GRPC_PORT={GatewaySettings().grpc_port}" in env
-    else:
-        assert '"ops.healthcheck", "http", "/healthz"' in health
     exposed = " ".join(r for w, r in ins if w == "EXPOSE")
     assert str(HTTP_PORT) in exposed
 
@@ -893,16 +1046,17 @@ def test_dockerignore_keeps_the_context_small() -> None:
 NOT_YET_PINNED: set[str] = set()
 
 
-def test_runtime_requirements_are_pinned() -> None:
+@pytest.mark.parametrize("path", ["requirements.txt", "requirements-dev.txt"])
+def test_runtime_requirements_and_dev_tools_are_pinned(path: str) -> None:
     unpinned = set()
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / path).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if not line:
+        if not line or line.startswith("-r "):
             continue
         name = re.split(r"[\[=<>!~ ]", line, maxsplit=1)[0].lower()
         if not re.search(r"==[\w.]+$", line):
             unpinned.add(name)
-    assert unpinned <= NOT_YET_PINNED, f"pin these in requirements.txt: {unpinned - NOT_YET_PINNED}"
+    assert unpinned <= NOT_YET_PINNED, f"pin these in {path}: {unpinned - NOT_YET_PINNED}"
 
 
 def _lock_pins() -> dict[str, tuple[str, int]]:

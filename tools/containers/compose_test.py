@@ -6,11 +6,15 @@
    and runs Debian's ``docker-compose`` (v1.29, the compose file's own semantics: it waits
    on ``service_healthy`` / ``service_completed_successfully``) against it, with a
    throwaway ``.env``: random secrets, free 127.0.0.1 ports, a unique project name.
-3. Starts Kafka (KRaft), PostgreSQL, kafka-init and every service (not Prometheus and
-   Grafana: their images are neither reachable nor buildable from Debian packages here),
-   waits for every healthcheck, publishes the sample workload (``qbridge.samples``) to the
-   published Kafka port, waits for every final outcome, runs a Solve through the gateway
-   container with the CLI, and checks the stored rows in PostgreSQL.
+3. Makes a dev CA and the gateway's certificate (``ops.devcerts``), starts Kafka (KRaft,
+   SASL/SCRAM + ACLs), PostgreSQL, the one-shot jobs (topics, Kafka users and ACLs,
+   schemas and per-service logins) and every service (not Prometheus and Grafana: their
+   images are neither reachable nor buildable from Debian packages here), waits for every
+   healthcheck, checks the refusals (Kafka without credentials, the gateway's database
+   role writing, plaintext gRPC), publishes the sample workload (``qbridge.samples``) to
+   the published Kafka port as the admin, waits for every final outcome, runs a Solve
+   through the gateway container over TLS with the CLI, and checks the stored rows in
+   PostgreSQL.
 4. Always (also on failure or Ctrl-C): ``docker-compose down --volumes``, then checks that
    no container, network or volume of the project is left (removing stragglers, failing).
 
@@ -46,8 +50,14 @@ logger = logging.getLogger(__name__)
 
 ROOT = images.ROOT
 COMPOSE_FILE = ROOT / "docker-compose.yml"
+#: Jobs that run once and exit 0 before the services start.
+ONE_SHOTS: Sequence[str] = ("kafka-init", "kafka-users", "db-init-results", "db-init-orchestrator")
 #: Started by the test: everything but the observability pair.
-STACK: Sequence[str] = ("kafka", "postgres", "kafka-init", *images.SERVICES)
+STACK: Sequence[str] = ("kafka", "postgres", *ONE_SHOTS, *images.SERVICES)
+#: Variables of .env.example that are not random secrets although empty there.
+NOT_SECRETS: Sequence[str] = ("QBRIDGE_API_KEYS", "QBRIDGE_TLS_DIR")
+#: The image's user (Dockerfile): it must read the gateway's key.
+IMAGE_UID = 10001
 #: Published ports -> env variable naming it in docker-compose.yml.
 PORT_VARS: Sequence[str] = (
     "KAFKA_HOST_PORT",
@@ -73,16 +83,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def throwaway_env(project: str, api_key: str, tag: str) -> dict[str, str]:
-    """A complete ``.env`` for one run: random secrets, free ports, the local images."""
+def throwaway_env(
+    project: str, api_key: str, tag: str, tls_dir: Path | None = None
+) -> dict[str, str]:
+    """A complete ``.env`` for one run: random secrets, free ports, the local images.
+
+    Every variable left empty in ``.env.example`` is a secret and gets a fresh random
+    value, except the API keys (``api_key`` for tenant ``compose-test``) and the TLS
+    folder (``tls_dir``, default ``.cache/tls``).
+    """
     example = parse_env((ROOT / ".env.example").read_text())
+    secret_vars = [k for k, v in example.items() if not v and k not in NOT_SECRETS]
     env = {
         **example,
         **images.compose_env(tag),
         "COMPOSE_PROJECT_NAME": project,
-        "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
-        "GRAFANA_ADMIN_PASSWORD": secrets.token_urlsafe(24),
+        **{k: secrets.token_urlsafe(24) for k in secret_vars},
         "QBRIDGE_API_KEYS": json.dumps({api_key: "compose-test"}),
+        "QBRIDGE_TLS_DIR": str(tls_dir or ROOT / ".cache" / "tls"),
     }
     env.update({var: str(free_port()) for var in PORT_VARS})
     return env
@@ -257,10 +275,10 @@ class ComposeRun:
                 ctr = self.container(svc)
                 info = podman_json(["inspect", "--type", "container", ctr])
                 state = info[0]["State"] if info else {}
-                if svc == "kafka-init":
+                if svc in ONE_SHOTS:
                     if state.get("Status") == "exited":
                         if state.get("ExitCode") != 0:
-                            raise ComposeTestError(f"kafka-init exited {state.get('ExitCode')}")
+                            raise ComposeTestError(f"{svc} exited {state.get('ExitCode')}")
                         ready[svc] = time.monotonic() - started
                     continue
                 if state.get("Status") == "exited":
@@ -274,15 +292,25 @@ class ComposeRun:
             time.sleep(2)
         return ready
 
-    def psql(self, sql: str, env: Mapping[str, str]) -> str:
-        """Run one query in the PostgreSQL container; returns its unaligned output."""
+    def psql(self, sql: str, env: Mapping[str, str], login: tuple[str, str] | None = None) -> str:
+        """Run one query in the PostgreSQL container; returns its unaligned output.
+
+        Args:
+            sql: The query.
+            env: The run's env (database name, the owner's credentials).
+            login: (user, password) to run it as instead of the owner.
+
+        Raises:
+            ComposeTestError: psql failed (its stderr in the message).
+        """
+        user, password = login or (env["POSTGRES_USER"], env["POSTGRES_PASSWORD"])
         proc = subprocess.run(
             [
                 "podman", "exec", "-e", "PGPASSWORD", self.container("postgres"),
-                "psql", "-U", env["POSTGRES_USER"],
+                "psql", "-U", user, "-v", "ON_ERROR_STOP=1",
                 "-d", env["POSTGRES_DB"], "-h", "127.0.0.1", "-tA", "-c", sql,
             ],
-            env={**images.podman_env(), "PGPASSWORD": env["POSTGRES_PASSWORD"]},
+            env={**images.podman_env(), "PGPASSWORD": password},
             capture_output=True,
             text=True,
             timeout=60,
@@ -325,13 +353,78 @@ class ComposeRun:
         return leftovers
 
 
-def run_workload(run: ComposeRun, env: Mapping[str, str], api_key: str) -> dict[str, Any]:
-    """Sample workload over Kafka, a Solve through the gateway, rows in PostgreSQL."""
+def kafka_admin(env: Mapping[str, str]) -> Any:
+    """``KafkaSettings`` of the admin on the published port (SASL/PLAIN)."""
+    from qbridge.bus import KafkaSettings
+
+    return KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{env['KAFKA_HOST_PORT']}",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="PLAIN",
+        sasl_username="admin",
+        sasl_password=env["QBRIDGE_KAFKA_ADMIN_PASSWORD"],
+    )
+
+
+def check_refusals(run: ComposeRun, env: Mapping[str, str]) -> list[str]:
+    """What the locked-down stack must refuse; returns what was checked.
+
+    Raises:
+        ComposeTestError: Something that should have been refused was allowed.
+    """
+    import grpc
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    checked = []
+    # Kafka: a client without credentials gets no metadata; the admin does.
+    plain = {
+        "bootstrap.servers": f"127.0.0.1:{env['KAFKA_HOST_PORT']}",
+        "socket.timeout.ms": 3000,
+        "log_level": 0,  # the refused connections are expected: no log noise
+    }
+    try:
+        AdminClient(plain).list_topics(timeout=5)
+    except KafkaException:
+        checked.append("kafka refuses a client without credentials")
+    else:
+        raise ComposeTestError("Kafka answered a client without credentials")
+    AdminClient(kafka_admin(env).client_config()).list_topics(timeout=15)
+    # PostgreSQL: the gateway's login reads the results, may not write them.
+    gateway = ("gateway_svc", env["QBRIDGE_DB_PASSWORD_GATEWAY"])
+    run.psql("SELECT count(*) FROM jobs", env, login=gateway)
+    try:
+        run.psql("DELETE FROM jobs", env, login=gateway)
+    except ComposeTestError as exc:
+        if "permission denied" not in str(exc):
+            raise
+        checked.append("the gateway's database role cannot write")
+    else:
+        raise ComposeTestError("the gateway's database role deleted from jobs")
+    # gRPC: the gateway port speaks TLS only.
+    target = f"127.0.0.1:{env['QBRIDGE_GATEWAY_PORT']}"
+    with grpc.insecure_channel(target) as channel:
+        try:
+            health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                raise ComposeTestError(f"plaintext gRPC answered: {exc.code()}") from exc
+            checked.append("the gateway refuses plaintext gRPC")
+        else:
+            raise ComposeTestError("the gateway answered plaintext gRPC")
+    return checked
+
+
+def run_workload(
+    run: ComposeRun, env: Mapping[str, str], api_key: str, tls_dir: Path
+) -> dict[str, Any]:
+    """Sample workload over Kafka, a Solve through the gateway over TLS, rows in PostgreSQL."""
     from devstack.run import publish_samples, wait_final
-    from qbridge.bus import BusProducer, KafkaSettings
+    from qbridge.bus import BusProducer
     from qbridge.contracts import AvroCodec, default_registry
 
-    kafka = KafkaSettings(bootstrap_servers=f"127.0.0.1:{env['KAFKA_HOST_PORT']}")
+    kafka = kafka_admin(env)
     codec = AvroCodec(default_registry())
     producer = BusProducer(kafka, codec, client_id="compose-test")
     tenant = "compose-samples"
@@ -346,7 +439,8 @@ def run_workload(run: ComposeRun, env: Mapping[str, str], api_key: str) -> dict[
     solve = subprocess.run(
         [
             sys.executable, "-m", "qbridge.cli", "--target",
-            f"127.0.0.1:{env['QBRIDGE_GATEWAY_PORT']}", "--json", "solve",
+            f"127.0.0.1:{env['QBRIDGE_GATEWAY_PORT']}", "--ca-cert", str(tls_dir / "ca.crt"),
+            "--json", "solve",
             str(ROOT / "examples" / "maxcut.json"), "--deadline-ms", "5000",
         ],
         env={**os.environ, "QBRIDGE_API_KEY": api_key},
@@ -387,6 +481,18 @@ def run_workload(run: ComposeRun, env: Mapping[str, str], api_key: str) -> dict[
     }
 
 
+def dev_certificates(out: Path) -> Path:
+    """A dev CA and the gateway's certificate in ``out``, its key readable by the image's user."""
+    from ops.devcerts import generate
+
+    files = generate(out)
+    key = files["gateway.key"]
+    if os.geteuid() == 0:  # rootful podman: the container's uid is the host's
+        os.chown(key, IMAGE_UID, IMAGE_UID)
+        key.chmod(0o600)
+    return out
+
+
 def compose_test(build: bool, timeout: float, keep_logs: Path | None) -> dict[str, Any]:
     """The whole test; returns timings and counts."""
     from ops.tooling import ensure
@@ -400,9 +506,10 @@ def compose_test(build: bool, timeout: float, keep_logs: Path | None) -> dict[st
         timings["images_s"] = round(images.build_all(tag), 1)
     project = f"qbridge-ct-{os.getpid()}"
     api_key = secrets.token_urlsafe(32)
-    env = throwaway_env(project, api_key, tag)
     with tempfile.TemporaryDirectory(prefix="qbridge-compose-test-") as tmp:
         workdir = Path(tmp)
+        tls_dir = dev_certificates(workdir / "tls")
+        env = throwaway_env(project, api_key, tag, tls_dir)
         env_file = workdir / "compose.env"
         env_file.write_text(render_env(env))
         env_file.chmod(0o600)
@@ -418,7 +525,8 @@ def compose_test(build: bool, timeout: float, keep_logs: Path | None) -> dict[st
                 run.wait_healthy(STACK, timeout)
                 timings["up_s"] = round(time.monotonic() - up, 1)
                 logger.info("==> sample workload and a Solve through the gateway")
-                timings.update(run_workload(run, env, api_key))
+                timings["refused"] = check_refusals(run, env)
+                timings.update(run_workload(run, env, api_key, tls_dir))
                 failed = False
             finally:
                 if failed or keep_logs:

@@ -13,12 +13,14 @@ import json
 import logging
 import os
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +187,91 @@ def ensure_jars(lib_dir: Path | None = None, *, force: bool = False) -> Path:
     return lib
 
 
+# -------------------------------------------------------------------- auth
+
+#: SASL mechanism of the client listener when authentication is on.
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+#: KRaft's ACL authorizer.
+AUTHORIZER_CLASS = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+
+
+def _password() -> str:
+    # URL-safe characters only: no quoting issues in JAAS or --add-scram.
+    return secrets.token_urlsafe(18)
+
+
+@dataclass(frozen=True)
+class KafkaAuth:
+    """SASL/SCRAM users and ACLs of a locked-down broker.
+
+    The client listener becomes ``SASL_PLAINTEXT`` with SCRAM; the controller
+    listener (127.0.0.1 only) authenticates the broker with SASL/PLAIN. ACLs are
+    enforced by KRaft's StandardAuthorizer: the admin is the only super user, every
+    other principal gets what ``qbridge.bus.acls.SERVICE_ACCESS`` grants it.
+
+    Attributes:
+        admin_user: Super user (the devstack itself, tests, ``make run`` tooling).
+        admin_password: Its password.
+        users: SCRAM users to create at format time: name -> password.
+        create_topics: Create the pipeline's topics once the broker is ready
+            (services may not create topics themselves).
+    """
+
+    admin_user: str = "admin"
+    admin_password: str = field(default_factory=_password, repr=False)
+    users: Mapping[str, str] = field(default_factory=dict, repr=False)
+    create_topics: bool = True
+
+    @classmethod
+    def for_services(cls) -> KafkaAuth:
+        """One principal with a random password per service of ``SERVICE_ACCESS``.
+
+        Returns:
+            The auth description.
+        """
+        from qbridge.bus.acls import SERVICE_ACCESS
+
+        return cls(users={a.principal: _password() for a in SERVICE_ACCESS.values()})
+
+    def scram_args(self) -> list[str]:
+        """``kafka-storage format`` arguments creating every SCRAM credential."""
+        creds = {self.admin_user: self.admin_password, **self.users}
+        args: list[str] = []
+        for name, password in creds.items():
+            args += ["--add-scram", f"{SCRAM_MECHANISM}=[name={name},password={password}]"]
+        return args
+
+    def broker_properties(self, admin_jaas: str) -> dict[str, str]:
+        """``server.properties`` entries for authentication and authorization.
+
+        Args:
+            admin_jaas: ``username=... password=...`` of the admin, JAAS syntax.
+
+        Returns:
+            The entries.
+        """
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'{admin_jaas} user_{self.admin_user}="{self.admin_password}";'
+        )
+        scram = f"org.apache.kafka.common.security.scram.ScramLoginModule required {admin_jaas};"
+        return {
+            "listener.security.protocol.map": (
+                "CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+            ),
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": SCRAM_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": SCRAM_MECHANISM,
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            f"listener.name.sasl_plaintext.{SCRAM_MECHANISM.lower()}.sasl.jaas.config": scram,
+            "authorizer.class.name": AUTHORIZER_CLASS,
+            "super.users": f"User:{self.admin_user}",
+            "allow.everyone.if.no.acl.found": "false",
+        }
+
+
 # ------------------------------------------------------------------ broker
 
 
@@ -221,6 +308,8 @@ class KafkaBroker(LocalService):
         lib_dir: Jar dir (default: :func:`ensure_jars`, fetching if needed).
         base_dir: Parent of the temp work dir (default: system temp dir).
         start_timeout: Default seconds allowed for a start.
+        auth: Lock the broker down with SASL/SCRAM and ACLs (default: plaintext,
+            no authorization).
     """
 
     kind = "kafka"
@@ -238,8 +327,10 @@ class KafkaBroker(LocalService):
         lib_dir: Path | None = None,
         base_dir: Path | None = None,
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        auth: KafkaAuth | None = None,
     ) -> None:
         super().__init__(start_timeout=start_timeout, base_dir=base_dir)
+        self.auth = auth
         self._fixed_port = port
         self._fixed_controller_port = controller_port
         self.port = port
@@ -263,6 +354,57 @@ class KafkaBroker(LocalService):
     def bootstrap_servers(self) -> str:
         """``host:port`` for ``bootstrap.servers`` (valid once started)."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def security_protocol(self) -> str:
+        """``PLAINTEXT``, or ``SASL_PLAINTEXT`` when :attr:`auth` is set."""
+        return "PLAINTEXT" if self.auth is None else "SASL_PLAINTEXT"
+
+    def client_config(self, user: str | None = None) -> dict[str, str]:
+        """Librdkafka settings to reach this broker.
+
+        Args:
+            user: SCRAM user (default: the admin when :attr:`auth` is set).
+
+        Returns:
+            ``bootstrap.servers`` plus, with auth, the SASL settings.
+
+        Raises:
+            DevstackError: Unknown user.
+        """
+        return {k.lower().replace("_", "."): v for k, v in self._kafka_env(user).items()}
+
+    def service_env(self, user: str | None = None) -> dict[str, str]:
+        """``KAFKA_*`` environment variables (``qbridge.bus.KafkaSettings``) for a client.
+
+        Args:
+            user: SCRAM user (default: the admin when :attr:`auth` is set).
+
+        Returns:
+            ``KAFKA_BOOTSTRAP_SERVERS`` plus, with auth, protocol, mechanism and credentials.
+
+        Raises:
+            DevstackError: Unknown user.
+        """
+        return {f"KAFKA_{k}": v for k, v in self._kafka_env(user).items()}
+
+    def _kafka_env(self, user: str | None) -> dict[str, str]:
+        env = {"BOOTSTRAP_SERVERS": self.bootstrap_servers}
+        if self.auth is None:
+            return env
+        name = user or self.auth.admin_user
+        password = (
+            self.auth.admin_password if name == self.auth.admin_user else self.auth.users.get(name)
+        )
+        if password is None:
+            raise DevstackError(f"kafka: no SCRAM user {name!r} on this broker")
+        env.update(
+            SECURITY_PROTOCOL=self.security_protocol,
+            SASL_MECHANISM=SCRAM_MECHANISM,
+            SASL_USERNAME=name,
+            SASL_PASSWORD=password,
+        )
+        return env
 
     @property
     def log_path(self) -> Path:
@@ -307,6 +449,12 @@ class KafkaBroker(LocalService):
             "auto.create.topics.enable": str(self.auto_create_topics).lower(),
             **DEFAULT_BROKER_CONFIG,
         }
+        if self.auth is not None:
+            listener = f"SASL_PLAINTEXT://127.0.0.1:{self.port}"
+            props["listeners"] = f"{listener},CONTROLLER://127.0.0.1:{self.controller_port}"
+            props["advertised.listeners"] = listener
+            admin_jaas = f'username="{self.auth.admin_user}" password="{self.auth.admin_password}"'
+            props.update(self.auth.broker_properties(admin_jaas))
         props.update(self.extra_config)
         return props
 
@@ -337,6 +485,7 @@ class KafkaBroker(LocalService):
             [
                 *self._java_base(short_lived=True), STORAGE_TOOL_CLASS, "format",
                 "-t", self.cluster_id, "-c", str(workdir / "server.properties"),
+                *(self.auth.scram_args() if self.auth is not None else []),
             ],
             cwd=workdir,
             timeout=120,
@@ -386,7 +535,7 @@ class KafkaBroker(LocalService):
         quiet = logging.getLogger(f"{__name__}.librdkafka")
         quiet.setLevel(logging.CRITICAL)
         config: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
+            **self.client_config(),
             "reconnect.backoff.ms": 100,
             "reconnect.backoff.max.ms": 500,
             "socket.connection.setup.timeout.ms": 2000,
@@ -423,6 +572,21 @@ class KafkaBroker(LocalService):
             except Exception as exc:  # KafkaException while the broker boots
                 last_error = exc
             time.sleep(0.2)
+
+    def _after_ready(self) -> None:
+        if self.auth is None:
+            return
+        from qbridge.bus import KafkaSettings, ensure_topics
+        from qbridge.bus.acls import SERVICE_ACCESS
+        from qbridge.bus.admin import apply_acls
+
+        admin = KafkaSettings.model_validate(
+            {k.lower(): v for k, v in self._kafka_env(None).items()}
+        )
+        if self.auth.create_topics:
+            ensure_topics(admin)
+        known = set(self.auth.users)
+        apply_acls(admin, [a for a in SERVICE_ACCESS.values() if a.principal in known])
 
     def _raise_died(self, code: int) -> None:
         text = procs.tail(self.log_path, 200) + procs.tail(self.stdout_path, 200)

@@ -17,8 +17,12 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from devstack.errors import DevstackError
+
+if TYPE_CHECKING:
+    from devstack.stack import LocalStack
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +36,10 @@ SERVICES: tuple[tuple[str, str], ...] = (
     ("gateway", "gateway"),
 )
 
+
+#: Explicit dev-only opt-ins every local service process gets (overridable by env):
+#: the gateway serves API keys over plaintext gRPC on 127.0.0.1.
+DEV_DEFAULTS: dict[str, str] = {"QBRIDGE_GRPC_ALLOW_PLAINTEXT": "true"}
 
 _PORT_CLASH = ("Address already in use", "Failed to bind", "address already in use")
 
@@ -63,7 +71,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         """Start the process (returns at once; see :meth:`wait_ready`)."""
-        env = {**os.environ, **self.env, "QBRIDGE_HTTP_PORT": str(self.port)}
+        env = {**DEV_DEFAULTS, **os.environ, **self.env, "QBRIDGE_HTTP_PORT": str(self.port)}
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -190,6 +198,34 @@ class Pipeline:
             for name, module in SERVICES
         }
         self.services["gateway"].auto_grpc_port = auto_grpc
+
+    @classmethod
+    def for_stack(
+        cls,
+        stack: LocalStack,
+        log_dir: Path,
+        extra_env: Mapping[str, str] | None = None,
+        per_service_env: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> Pipeline:
+        """Describe the pipeline on ``stack``, each service with its own credentials.
+
+        Args:
+            stack: A started local stack (locked down or not).
+            log_dir: Folder for one log file per service.
+            extra_env: Environment for every service.
+            per_service_env: More environment by service name (wins over the stack's).
+
+        Returns:
+            The pipeline (nothing starts yet).
+        """
+        per = per_service_env or {}
+        return cls(
+            stack.bootstrap_servers,
+            stack.dsn,
+            log_dir,
+            extra_env,
+            {name: {**stack.service_env(name), **per.get(name, {})} for name, _ in SERVICES},
+        )
 
     def __getitem__(self, name: str) -> ServiceProcess:
         return self.services[name]

@@ -183,16 +183,21 @@ class PostgresServer(LocalService):
         """URL (libpq) of :attr:`database`, e.g. ``postgresql://postgres@127.0.0.1:5433/qbridge``."""
         return self.dsn_for(self.database)
 
-    def dsn_for(self, database: str) -> str:
-        """Return the libpq URL of another database on this server.
+    def dsn_for(self, database: str, user: str | None = None, password: str | None = None) -> str:
+        """Return the libpq URL of another database (or as another user) on this server.
 
         Args:
             database: Database name.
+            user: Login role (default: the superuser).
+            password: Its password, if any.
 
         Returns:
             The URL.
         """
-        return f"postgresql://{self.user}@{self.host}:{self.port}/{database}"
+        auth = user or self.user
+        if password:
+            auth += f":{password}"
+        return f"postgresql://{auth}@{self.host}:{self.port}/{database}"
 
     @property
     def data_dir(self) -> Path:

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import Self
 
 from devstack.errors import DevstackError
-from devstack.kafka import KafkaBroker, ensure_jars
+from devstack.kafka import KafkaAuth, KafkaBroker, ensure_jars
 from devstack.postgres import PostgresServer, ensure_postgres_installed
 from devstack.service import DEFAULT_START_TIMEOUT, LocalService
 
@@ -30,6 +30,11 @@ class LocalStack:
         with_kafka: Run a broker at all.
         with_postgres: Run PostgreSQL at all.
         start_timeout: Seconds allowed for the whole start.
+        secure: Lock the stack down: the default broker gets SASL/SCRAM, one
+            principal per service and ACLs from ``qbridge.bus.acls`` (not when
+            ``kafka`` is given); PostgreSQL gets the schemas migrated by the
+            superuser and one LOGIN role per service in its migration-made group
+            role (``ops.db_init.SERVICE_DB_ROLES``), whose URLs :meth:`service_env` hands out.
 
     Attributes:
         timings: Seconds per step of the last :meth:`start` (``fetch``,
@@ -44,13 +49,19 @@ class LocalStack:
         with_kafka: bool = True,
         with_postgres: bool = True,
         start_timeout: float = DEFAULT_START_TIMEOUT,
+        secure: bool = False,
     ) -> None:
-        self.kafka: KafkaBroker | None = (kafka or KafkaBroker()) if with_kafka else None
+        default_kafka = (
+            (lambda: KafkaBroker(auth=KafkaAuth.for_services())) if secure else KafkaBroker
+        )
+        self.kafka: KafkaBroker | None = (kafka or default_kafka()) if with_kafka else None
         self.postgres: PostgresServer | None = (
             (postgres or PostgresServer()) if with_postgres else None
         )
         self.start_timeout = start_timeout
+        self.secure = secure
         self.timings: dict[str, float] = {}
+        self.service_dsns: dict[str, str] = {}
 
     @property
     def services(self) -> list[LocalService]:
@@ -96,6 +107,48 @@ class LocalStack:
             env["POSTGRES_LOG"] = str(self.postgres.log_path)
         return env
 
+    def service_env(self, service: str) -> dict[str, str]:
+        """Connection environment of one pipeline service, with its own credentials.
+
+        Args:
+            service: Service name (``qbridge.bus.acls.SERVICE_ACCESS`` key).
+
+        Returns:
+            ``KAFKA_*`` (its SCRAM principal on a locked-down broker, where
+            ``QBRIDGE_CREATE_TOPICS=false`` too) and ``DATABASE_URL``.
+        """
+        env: dict[str, str] = {}
+        if self.kafka is not None:
+            user = None
+            if self.kafka.auth is not None:
+                from qbridge.bus.acls import SERVICE_ACCESS
+
+                user = SERVICE_ACCESS[service].principal
+                # The admin created the topics; a service may not (as in Kubernetes).
+                env["QBRIDGE_CREATE_TOPICS"] = "false"
+            env.update(self.kafka.service_env(user))
+        if self.postgres is not None:
+            env["DATABASE_URL"] = self.service_dsns.get(service, self.postgres.dsn)
+        return env
+
+    def _lock_down_database(self) -> None:
+        """Migrate both schemas as the superuser, then create one login per service."""
+        import secrets
+
+        from ops.db_init import SCHEMA_LOGINS, init_schema, login_name, password_env
+
+        assert self.postgres is not None
+        services = [s for logins in SCHEMA_LOGINS.values() for s in logins]
+        passwords = {password_env(s): secrets.token_urlsafe(18) for s in services}
+        for schema in SCHEMA_LOGINS:
+            init_schema(schema, self.postgres.dsn, passwords)
+        self.service_dsns = {
+            s: self.postgres.dsn_for(
+                self.postgres.database, login_name(s), passwords[password_env(s)]
+            )
+            for s in services
+        }
+
     def start(self) -> Self:
         """Fetch what is missing, then start every service in parallel.
 
@@ -129,6 +182,11 @@ class LocalStack:
                     self.timings[service.kind] = future.result()
                 except BaseException as exc:
                     errors.append(exc)
+        if not errors and self.secure and self.postgres is not None:
+            try:
+                self._lock_down_database()
+            except BaseException as exc:
+                errors.append(exc)
         if errors:
             self.stop()
             raise errors[0]

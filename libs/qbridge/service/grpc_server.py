@@ -19,6 +19,8 @@ from grpc_reflection.v1alpha import reflection
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from qbridge.errors import ConfigurationError
+
 logger = logging.getLogger(__name__)
 
 _OPTIONS = [
@@ -41,6 +43,8 @@ class GrpcServerSettings(BaseSettings):
         tls_cert: PEM certificate chain file; with ``tls_key`` the server speaks TLS only.
         tls_key: PEM private key file.
         tls_client_ca: PEM CA bundle; when set, clients must present a certificate (mTLS).
+        grpc_allow_plaintext: Explicit opt-in to serve credentials-bearing calls (API
+            keys) without TLS (``QBRIDGE_GRPC_ALLOW_PLAINTEXT=true``; dev stacks only).
         grpc_max_receive_bytes: Largest request message accepted; gRPC refuses a larger one
             with RESOURCE_EXHAUSTED from its length prefix, before any of it is buffered
             or parsed.
@@ -57,6 +61,7 @@ class GrpcServerSettings(BaseSettings):
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    grpc_allow_plaintext: bool = False
     grpc_max_receive_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     grpc_reflection: bool = False
 
@@ -74,6 +79,26 @@ class GrpcServerSettings(BaseSettings):
         if not self.tls_cert:
             return "plaintext"
         return "TLS with client certificates" if self.tls_client_ca else "TLS"
+
+
+def require_transport_security(settings: GrpcServerSettings, *, authenticated: bool) -> None:
+    """Refuse to serve API keys in clear text unless plaintext was opted into.
+
+    Args:
+        settings: The listener settings.
+        authenticated: Whether callers send secrets (API keys) on this server.
+
+    Raises:
+        ConfigurationError: Authenticated, no TLS files, and no explicit opt-in.
+    """
+    if not authenticated or settings.tls_cert:
+        return
+    if not settings.grpc_allow_plaintext:
+        raise ConfigurationError(
+            "API keys are configured but gRPC has no TLS: set QBRIDGE_TLS_CERT and "
+            "QBRIDGE_TLS_KEY, or QBRIDGE_GRPC_ALLOW_PLAINTEXT=true for a local dev stack"
+        )
+    logger.warning("serving API keys over plaintext gRPC (QBRIDGE_GRPC_ALLOW_PLAINTEXT=true)")
 
 
 def server_credentials(

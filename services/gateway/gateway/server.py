@@ -32,7 +32,11 @@ from qbridge.metrics import CONSUMER_LAG
 from qbridge.results.read import JobReader
 from qbridge.samples import sample_mix
 from qbridge.service.auth import Authenticator
-from qbridge.service.grpc_server import bound_server, follow_readiness
+from qbridge.service.grpc_server import (
+    bound_server,
+    follow_readiness,
+    require_transport_security,
+)
 from qbridge.service.guard import CallGuard
 from qbridge.solvers.pool import LocalSolverPool
 
@@ -147,6 +151,7 @@ class GatewayServer:
     def start(self) -> int:
         """Create topics if allowed, start following events, serve gRPC; returns the port."""
         s = self.settings
+        require_transport_security(s, authenticated=bool(s.api_keys))
         if s.create_topics:
             ensure_topics(s.kafka)
         # An I/O-bound server: hand the GIL over sooner than the 5 ms default (latency).

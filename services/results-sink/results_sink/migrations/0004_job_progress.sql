@@ -21,3 +21,8 @@ CREATE TABLE job_progress (
     correlation_id         text             NOT NULL DEFAULT '',
     recorded_at            timestamptz      NOT NULL DEFAULT now()
 );
+
+-- Owned by the sink's role like every results table (0003_roles), readable by the reader
+-- role (the gateway's GetJob, the dashboard): whoever runs this migration.
+ALTER TABLE job_progress OWNER TO qbridge_results_sink;
+GRANT SELECT ON job_progress TO qbridge_results_reader;
