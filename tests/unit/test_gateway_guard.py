@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import pytest
 
 from gateway.jobs import JobFactory, JobPublisher
+from qbridge.bus import BusProducer
 from qbridge.bus.follower import EventHub, TopicFollower
 from qbridge.bus.settings import KafkaSettings
 from qbridge.contracts import AvroCodec, default_registry
@@ -196,33 +198,42 @@ class FakeKafkaError:
         return self.text
 
 
-class ReportingProducer:
-    """Delivers reports on poll(); the message keyed ``fail-key`` fails."""
+class ReportingKafka:
+    """librdkafka's producer, delivering reports on poll(); the message keyed ``fail-key`` fails."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[Any, str]] = []
+        self.pending: list[tuple[Any, str, str]] = []
         self.lock = threading.Lock()
         self.both_sent = threading.Barrier(2)
 
-    def send(self, topic: Any, value: Any, key: str, headers: Any, on_delivery: Any) -> None:
+    def produce(self, topic: str, value: Any, key: str, headers: Any, on_delivery: Any) -> None:
         with self.lock:
-            self.pending.append((on_delivery, key))
+            self.pending.append((on_delivery, key, topic))
         self.both_sent.wait(5)
 
-    def poll(self, timeout: float = 0.0) -> None:
+    def poll(self, timeout: float = 0.0) -> int:
         with self.lock:
             pending, self.pending = self.pending, []
-        for cb, k in pending:
-            cb(FakeKafkaError("broker said no") if k.endswith("fail-key") else None, None)
+        for cb, k, topic in pending:
+            failed = FakeKafkaError("broker said no") if k.endswith("fail-key") else None
+            cb(failed, SimpleNamespace(topic=lambda t=topic: t))
         time.sleep(timeout / 10)
+        return len(pending)
 
-    def flush(self, timeout: float = 0.0) -> None:
+    def flush(self, timeout: float = 0.0) -> int:
         raise AssertionError("a shared flush would mix up callers' failures")
 
 
+def reporting_producer() -> BusProducer:
+    producer = BusProducer(
+        KafkaSettings(bootstrap_servers="127.0.0.1:9"), AvroCodec(default_registry()), "test"
+    )
+    producer._producer = ReportingKafka()  # type: ignore[assignment]
+    return producer
+
+
 def test_submit_reports_its_own_delivery_result_only() -> None:
-    producer = ReportingProducer()
-    publisher = JobPublisher(producer)  # type: ignore[arg-type]
+    publisher = JobPublisher(reporting_producer())
     jobs = JobFactory(Limits(), RequestBounds())
     ok = jobs.prepare(
         "t", maxcut_msg(), pb.JobOptions(idempotency_key="ok-key"), timeout_ms=5000, call="submit"
