@@ -59,6 +59,8 @@ SDK_VERSIONS = {
 }
 BACKENDS = {"cp-sat": "ortools", "greedy": "qbridge", "repair": "qbridge"}
 """Backend of each member (the native heuristics are ``dwave-samplers``)."""
+SA_MEMBERS = ("anneal", "reheat", "recombination")
+"""Members reported as ``simulated-annealing`` (a recombination mixes annealed states)."""
 
 Emit = Callable[[Outcome], None]
 
@@ -278,7 +280,7 @@ class ClassicalPortfolio(Solver):
         elapsed = time.monotonic() - inc.started
         provenance = Provenance(
             route=self.route,
-            solver=inc.member if inc.member not in ("anneal", "reheat") else "simulated-annealing",
+            solver=("simulated-annealing" if inc.member in SA_MEMBERS else inc.member),
             backend=BACKENDS.get(inc.member, "dwave-samplers"),
             backend_version=(ORTOOLS_VERSION if inc.member == "cp-sat" else DWAVE_SAMPLERS_VERSION),
             sdk_versions=dict(SDK_VERSIONS),
