@@ -766,3 +766,25 @@ def test_get_job_from_memory_before_the_store_knows_it() -> None:
     assert tracker.get(TENANT, pb.GetJobRequest(job_id="fresh")).status == pb.JOB_STATUS_ACCEPTED
     with pytest.raises(Exception, match="unavailable"):
         tracker.get(TENANT, pb.GetJobRequest(job_id="unknown"))
+
+
+def test_get_job_reports_final_only_with_its_result() -> None:
+    # The final transition is stored before the outcome (different topics): GetJob keeps the
+    # state before until the result can be returned with the final status.
+    h = hub()
+    reader = FakeReader()
+    job = "g1"
+    reader.jobs[job] = StoredJob({"tenant": TENANT, "status": "succeeded", "status_seq": 3}, None)
+    reader.trans[job] = [
+        transition(job, 1, "accepted"),
+        transition(job, 2, "running", "accepted"),
+        transition(job, 3, "succeeded", "running"),
+    ]
+    tracker = JobTracker(reader, h)  # type: ignore[arg-type]
+    early = tracker.get(TENANT, pb.GetJobRequest(job_id=job))
+    assert early.status == pb.JOB_STATUS_RUNNING and not early.HasField("result")
+    reader.jobs[job] = StoredJob(
+        {"tenant": TENANT, "status": "succeeded", "status_seq": 3}, outcome(job)
+    )
+    done = tracker.get(TENANT, pb.GetJobRequest(job_id=job))
+    assert done.status == pb.JOB_STATUS_SUCCEEDED and done.result.solution.feasible

@@ -129,6 +129,11 @@ class JobTracker:
             job.result.CopyFrom(result_pb(outcome))
             if outcome.get("route"):
                 job.route = route_pb(outcome["route"])
+        elif is_final(status):
+            # The final transition and the outcome travel on different topics: until the
+            # outcome is known too, the job is reported in the state before, so a caller
+            # polling for a final status always gets its result with it.
+            status = self._before_final(request.job_id, mem)
         job.status = status_pb(status)
         if request.include_transitions:
             merged = _merge(self._stored_transitions(request.job_id, 0), mem, 0)
@@ -140,6 +145,13 @@ class JobTracker:
                 raise UnavailableError(f"results store unavailable: {exc}") from exc
             job.attempts.extend(attempt_pb(a) for a in attempts)
         return job
+
+    def _before_final(self, job_id: str, mem: JobMemory | None) -> str:
+        merged = _merge(self._stored_transitions(job_id, 0), mem, 0)
+        for _, t in sorted(merged.items(), reverse=True):
+            if is_final(str(t["to_status"])) and t.get("from_status"):
+                return str(t["from_status"])
+        return "running"
 
     def _stored_transitions(self, job_id: str, after_seq: int) -> list[dict[str, Any]]:
         try:
