@@ -139,6 +139,12 @@ class ProducerQueueFullError(BusError):
     """The producer's local queue stayed full past the send deadline (broker slow or down)."""
 
 
+class StoppingError(QBridgeError):
+    """Work was not started because the service is shutting down (it is redelivered)."""
+
+    error_class = ErrorClass.TRANSIENT
+
+
 def classify(exc: BaseException) -> ErrorClass:
     """Return the :class:`ErrorClass` of any exception.
 

@@ -17,7 +17,7 @@ from qbridge.bus import (
     ensure_topics,
 )
 from qbridge.contracts import AvroCodec
-from qbridge.errors import InvalidProblemError, TransientSolverError
+from qbridge.errors import InvalidProblemError, StoppingError, TransientSolverError
 from qbridge.topics import TopicSpec
 from tests.integration.test_bus import _status
 
@@ -173,3 +173,31 @@ def test_stopping_during_a_retry_hands_back_the_rest_of_the_batch(
     _run_until(again, lambda: len(rest) == 2, handler=lambda r: rest.append(r.value["seq"]))
     again.close()
     assert rest == [2, 3], "the handed-back records are re-delivered, nothing skipped"
+
+
+def test_a_batch_stopped_by_shutdown_is_handed_back_not_run_record_by_record(
+    kafka_settings: KafkaSettings, codec: AvroCodec, unique: str
+) -> None:
+    settings = kafka_settings.model_copy(update={"batch_max_messages": 100})
+    consumer, _, data, _, _ = _setup(settings, codec, unique)
+    _publish(settings, codec, data, range(20))
+    seen: list[int] = []
+
+    def batch(records: Sequence[Record]) -> None:
+        seen.extend(r.value["seq"] for r in records)
+        consumer.stop()  # SIGTERM while the batch runs: its queued items are not started
+        raise StoppingError("shutting down: not started")
+
+    def one(record: Record) -> None:
+        raise AssertionError("a stopping consumer must not run the batch record by record")
+
+    _run_until(consumer, lambda: bool(seen), handler=one, batch_handler=batch)
+    consumer.close()
+    assert _committed(settings, f"g-{unique}", data.name, 2) == 0
+    # the next instance of the group gets every record again (at-least-once)
+    again, _, _, _, _ = _setup(settings, codec, unique)
+    got: list[int] = []
+    _run_until(again, lambda: len(set(got)) == 20, handler=lambda r: got.append(r.value["seq"]))
+    again.commit()
+    again.close()
+    assert sorted(set(got)) == list(range(20))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from classical_fallback.solvers import ClassicalSolvers
 from qbridge.bus import Record
+from qbridge.errors import StoppingError
 from qbridge.executor.app import ExecutorApp
 from qbridge.executor.worker import WorkerSettings, execute
 from qbridge.problems.base import Problem
@@ -105,7 +107,7 @@ def test_a_batch_is_solved_concurrently_and_every_item_answered() -> None:
     producer = _Producer()
     app = ExecutorApp(
         "classical-fallback",
-        None,  # type: ignore[arg-type]  # handle_batch does not use the consumer
+        SimpleNamespace(stopping=False),  # type: ignore[arg-type]
         producer,  # type: ignore[arg-type]
         SOLVER_OUTCOMES,
         Solvers(),
@@ -129,7 +131,7 @@ def test_a_failing_item_fails_the_batch_for_the_consumer_to_retry_item_by_item()
     producer = Broken()
     app = ExecutorApp(
         "classical-fallback",
-        None,  # type: ignore[arg-type]
+        SimpleNamespace(stopping=False),  # type: ignore[arg-type]
         producer,  # type: ignore[arg-type]
         SOLVER_OUTCOMES,
         ClassicalSolvers(["ortools"]),
@@ -139,3 +141,32 @@ def test_a_failing_item_fails_the_batch_for_the_consumer_to_retry_item_by_item()
     with pytest.raises(RuntimeError, match="broken"):
         app.handle_batch(_records(3))
     assert {v["job_id"] for v in producer.sent if v["status"] == "ok"} == {"job-0", "job-2"}
+
+
+def test_on_shutdown_a_batch_finishes_running_solves_and_hands_back_the_rest() -> None:
+    consumer = SimpleNamespace(stopping=False)
+    inner = ClassicalSolvers(["ortools"]).solver
+
+    class StopsOnFirstSolve:
+        def for_item(self, item: Any) -> Solver:
+            consumer.stopping = True  # SIGTERM arrives while the first item runs
+            return inner
+
+        def prewarm(self, backends: Any) -> None:
+            pass
+
+    producer = _Producer()
+    app = ExecutorApp(
+        "classical-fallback",
+        consumer,  # type: ignore[arg-type]
+        producer,  # type: ignore[arg-type]
+        SOLVER_OUTCOMES,
+        StopsOnFirstSolve(),
+        clock=lambda: NOW,
+        concurrency=2,
+    )
+    with pytest.raises(StoppingError):
+        app.handle_batch(_records(6))
+    # only what had started (at most one per worker) ran; the consumer redelivers the batch
+    finals = {v["job_id"] for v in producer.sent if v["status"] != "started"}
+    assert 1 <= len(finals) <= 2 and app.handled == len(finals)

@@ -326,7 +326,7 @@ class BusConsumer:
                     done.extend((m, True) for m, _ in decoded)
                     pending = []
             for i, (msg, record) in enumerate(pending):
-                if not self._handle(msg, record, handler, done):
+                if self._stop.is_set() or not self._handle(msg, record, handler, done):
                     # Stopping: hand this message and the rest of the batch back.
                     self._rewind([m for m, _ in pending[i:]])
                     break

@@ -30,7 +30,7 @@ from qbridge.bus import (
 from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.records import JobProgress
-from qbridge.errors import CodecError, DeliveryError, QBridgeError, SolverError
+from qbridge.errors import CodecError, DeliveryError, QBridgeError, SolverError, StoppingError
 from qbridge.executor.worker import WorkerSettings, error_record, execute, observe
 from qbridge.service.lifecycle import ServiceRuntime
 from qbridge.service.logs import log_context
@@ -258,19 +258,28 @@ class ExecutorApp:
         Raises:
             Exception: The first item failure (an outcome that could not be produced);
                 the consumer then handles the batch item by item.
+            StoppingError: Shutting down: items not yet started were skipped; the
+                consumer hands the batch back.
         """
         if self._pool is None or len(records) == 1:
             for record in records:
                 self.handle(record)
             return
-        futures = [self._pool.submit(self.handle, r) for r in records]
+        futures = [self._pool.submit(self._handle_unless_stopping, r) for r in records]
         errors = [f.exception() for f in futures]  # waits for every item
         first = next((e for e in errors if e is not None), None)
         if first is not None:
             raise first
 
+    def _handle_unless_stopping(self, record: Record) -> None:
+        # On SIGTERM only the solves already running finish: a batch's queued items are
+        # handed back (offsets not stored, redelivered), so shutdown does not wait for them.
+        if self.consumer.stopping:
+            raise StoppingError("shutting down: not started")
+        self.handle(record)
+
     def run(self) -> None:
-        """Prewarm, then consume until :meth:`stop` (the work item in hand is finished)."""
+        """Prewarm, then consume until :meth:`stop` (the work items in hand are finished)."""
         self._running = True
         try:
             if self.prewarm and not self.consumer.stopping:
