@@ -391,21 +391,24 @@ def _jobshop_model(problem: JobShop, settings: CpSatSettings) -> _Model:
     return _Model(model, starts, Scaling(1.0, 0.0, 0.0), _identity, hint)
 
 
-def _build(problem: Problem, settings: CpSatSettings, time_limit_s: float) -> _Model:
-    if isinstance(problem, MaxCut):
-        # Building the inequalities costs ~20 us each: keep them in proportion to the
-        # budget (from the budget, not the clock, so the model is reproducible).
-        cap = min(settings.max_triangles, int(settings.triangles_per_s * time_limit_s))
-        return _maxcut_model(problem, settings, cap)
-    if isinstance(problem, Knapsack):
-        return _knapsack_model(problem, settings)
-    if isinstance(problem, Portfolio):
-        return _portfolio_model(problem, settings)
-    if isinstance(problem, JobShop):
-        return _jobshop_model(problem, settings)
-    if isinstance(problem, (QuboProblem, IsingProblem)):
-        # Ising goes through its exact QUBO substitution (same energies).
-        return _qubo_model(problem.to_qubo().qubo, settings, _identity)
+_WarmPool = list[tuple[tuple[int, ...], tuple[int, ...]]]
+"""Warm-start solutions best first, as ``(assignment, bits to hint the model with)``."""
+
+
+def _maxcut_build(problem: Problem, settings: CpSatSettings, time_limit_s: float) -> _Model:
+    assert isinstance(problem, MaxCut)
+    # Building the inequalities costs ~20 us each: keep them in proportion to the
+    # budget (from the budget, not the clock, so the model is reproducible).
+    cap = min(settings.max_triangles, int(settings.triangles_per_s * time_limit_s))
+    return _maxcut_model(problem, settings, cap)
+
+
+def _qubo_build(problem: Problem, settings: CpSatSettings, _time_limit_s: float) -> _Model:
+    # Ising goes through its exact QUBO substitution (same energies).
+    return _qubo_model(problem.to_qubo().qubo, settings, _identity)
+
+
+def _penalized_build(problem: Problem, settings: CpSatSettings, _time_limit_s: float) -> _Model:
     # Any other quantum-encodable type: solve its penalized QUBO, decode, re-evaluate.
     enc = problem.to_qubo()
     built = _qubo_model(enc.qubo, settings, lambda v: enc.decode(v))
@@ -413,33 +416,35 @@ def _build(problem: Problem, settings: CpSatSettings, time_limit_s: float) -> _M
     return built
 
 
-def _warm_start(
+def _qubo_warm_start(
     problem: Problem, budget: Budget, settings: CpSatSettings, deadline: float
-) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Heuristic solutions best first, as ``(assignment, bits to hint the model with)``."""
-    if isinstance(problem, Knapsack):
-        res = heuristics.knapsack_greedy(problem, pool_size=budget.top_n)
-    elif isinstance(problem, Portfolio):
-        res = heuristics.portfolio_greedy(problem, pool_size=budget.top_n)
-    elif isinstance(problem, JobShop):
-        res = heuristics.jobshop_dispatch(problem)
-    else:
-        enc: QuboEncoding = problem.to_qubo()
-        n = enc.qubo.num_variables
-        # Iterations follow from the budget (not the clock) so that the warm start
-        # is reproducible; the deadline only guards against a slow machine.
-        share_s = settings.warm_start_share * max(0.0, budget.time_limit_s)
-        tabu = min(max(1000, 50 * n), int(settings.tabu_iterations_per_s * share_s))
-        res = heuristics.qubo_local_search(
-            enc.qubo,
-            seed=budget.seed,
-            pool_size=max(budget.top_n, 1),
-            tabu_iterations=max(tabu, 100),
-            deadline=deadline,
-        )
-        # Slack bits (if any) are dropped from the assignment but kept for the hint.
-        return [(enc.decode(bits), bits) for bits, _ in res.solutions]
-    return [(a, a) for a, _ in res.solutions]
+) -> _WarmPool:
+    enc: QuboEncoding = problem.to_qubo()
+    n = enc.qubo.num_variables
+    # Iterations follow from the budget (not the clock) so that the warm start
+    # is reproducible; the deadline only guards against a slow machine.
+    share_s = settings.warm_start_share * max(0.0, budget.time_limit_s)
+    tabu = min(max(1000, 50 * n), int(settings.tabu_iterations_per_s * share_s))
+    res = heuristics.qubo_local_search(
+        enc.qubo,
+        seed=budget.seed,
+        pool_size=max(budget.top_n, 1),
+        tabu_iterations=max(tabu, 100),
+        deadline=deadline,
+    )
+    # Slack bits (if any) are dropped from the assignment but kept for the hint.
+    return [(enc.decode(bits), bits) for bits, _ in res.solutions]
+
+
+def _greedy_warm_start(
+    greedy: Callable[[Any, int], heuristics.HeuristicResult],
+) -> Callable[[Problem, Budget, CpSatSettings, float], _WarmPool]:
+    def warm(
+        problem: Problem, budget: Budget, _settings: CpSatSettings, _deadline: float
+    ) -> _WarmPool:
+        return [(a, a) for a, _ in greedy(problem, budget.top_n).solutions]
+
+    return warm
 
 
 class _Collector(cp_model.CpSolverSolutionCallback):
@@ -475,15 +480,14 @@ class CpSatSolver(Solver):
 
     def eligibility(self, problem: Problem) -> Eligibility:
         """Every built-in type is eligible up to the size limits of the settings."""
-        supported = (MaxCut, QuboProblem, IsingProblem, Knapsack, Portfolio, JobShop)
-        if not isinstance(problem, supported) and not problem.quantum_encodable:
+        if problem.kind not in _TYPES and not problem.quantum_encodable:
             return Eligibility(False, f"no CP-SAT model for problem type {problem.kind!r}")
         n = problem.num_variables
         if n > self.settings.max_variables:
             return Eligibility(
                 False, f"{n} variables exceed the CP-SAT limit {self.settings.max_variables}"
             )
-        terms = _quadratic_terms(problem)
+        terms = _cpsat_type(problem).quadratic_terms(problem)
         if terms > self.settings.max_quadratic_terms:
             return Eligibility(
                 False,
@@ -527,9 +531,11 @@ class CpSatSolver(Solver):
         if starts is not None:
             pool = [(tuple(a), tuple(a)) for a in starts]
         elif st.warm_start:
-            pool = _warm_start(problem, budget, st, t0 + st.warm_start_share * limit)
+            pool = _cpsat_type(problem).warm_start(
+                problem, budget, st, t0 + st.warm_start_share * limit
+            )
         t_warm = time.monotonic()
-        built = _build(problem, st, limit)
+        built = _cpsat_type(problem).build(problem, st, limit)
         if pool:
             built.hint(pool[0][1])
         t_search = time.monotonic()
@@ -655,16 +661,125 @@ def _search(
     )
 
 
-def _quadratic_terms(problem: Problem) -> int:
-    if isinstance(problem, MaxCut):
-        return len(problem.edges)
-    if isinstance(problem, QuboProblem):
-        return len(problem.qubo.quadratic)
-    if isinstance(problem, IsingProblem):
-        return len(problem.couplings)
-    if isinstance(problem, Portfolio):
-        return problem.num_variables * (problem.num_variables - 1) // 2
+def _maxcut_bound(problem: Problem) -> float | None:
+    assert isinstance(problem, MaxCut)
+    return float(sum(max(w, 0.0) for _, _, w in problem.edges))
+
+
+def _knapsack_bound(problem: Problem) -> float | None:
+    assert isinstance(problem, Knapsack)
+    # Dantzig's LP relaxation: fill by value density, take a fraction of the next item.
+    room = float(problem.capacity)
+    total = 0.0
+    order = sorted(
+        range(problem.num_variables),
+        key=lambda i: (-problem.values[i] / problem.weights[i], i),
+    )
+    for i in order:
+        w = problem.weights[i]
+        if w <= room:
+            total += problem.values[i]
+            room -= w
+        else:
+            total += problem.values[i] * room / w
+            break
+    return total
+
+
+def _qubo_bound(problem: Problem) -> float | None:
+    q = problem.to_qubo().qubo
+    return q.offset + sum(min(v, 0.0) for v in (*q.linear, *q.quadratic.values()))
+
+
+def _portfolio_bound(problem: Problem) -> float | None:
+    assert isinstance(problem, Portfolio)
+    linear, quad = problem.objective_terms()
+    return float(sum(min(v, 0.0) for v in (*linear, *quad.values())))
+
+
+def _jobshop_bound(problem: Problem) -> float | None:
+    assert isinstance(problem, JobShop)
+    loads: dict[int, int] = {}
+    for job in problem.jobs:
+        for op in job:
+            loads[op.machine] = loads.get(op.machine, 0) + op.duration
+    longest_job = max(sum(op.duration for op in job) for job in problem.jobs)
+    return float(max(longest_job, *loads.values()))
+
+
+def _no_bound(_problem: Problem) -> float | None:
+    return None
+
+
+def _no_terms(_problem: Problem) -> int:
     return 0
+
+
+def _portfolio_terms(problem: Problem) -> int:
+    return problem.num_variables * (problem.num_variables - 1) // 2
+
+
+def _qubo_terms(problem: Problem) -> int:
+    assert isinstance(problem, QuboProblem)
+    return len(problem.qubo.quadratic)
+
+
+def _ising_terms(problem: Problem) -> int:
+    assert isinstance(problem, IsingProblem)
+    return len(problem.couplings)
+
+
+def _maxcut_terms(problem: Problem) -> int:
+    assert isinstance(problem, MaxCut)
+    return len(problem.edges)
+
+
+@dataclass(frozen=True)
+class _CpSatType:
+    """How CP-SAT treats one problem type (one entry per type instead of isinstance chains).
+
+    Attributes:
+        build: The CP-SAT model for a time limit.
+        warm_start: Heuristic solutions that hint the model.
+        bound: A cheap valid bound on the objective, or None.
+        quadratic_terms: Product variables the model would need (eligibility).
+    """
+
+    build: Callable[[Problem, CpSatSettings, float], _Model]
+    warm_start: Callable[[Problem, Budget, CpSatSettings, float], _WarmPool]
+    bound: Callable[[Problem], float | None]
+    quadratic_terms: Callable[[Problem], int]
+
+
+_TYPES: dict[str, _CpSatType] = {
+    "maxcut": _CpSatType(_maxcut_build, _qubo_warm_start, _maxcut_bound, _maxcut_terms),
+    "qubo": _CpSatType(_qubo_build, _qubo_warm_start, _qubo_bound, _qubo_terms),
+    "ising": _CpSatType(_qubo_build, _qubo_warm_start, _qubo_bound, _ising_terms),
+    "knapsack": _CpSatType(
+        lambda p, s, _t: _knapsack_model(p, s),  # type: ignore[arg-type]
+        _greedy_warm_start(lambda p, n: heuristics.knapsack_greedy(p, pool_size=n)),
+        _knapsack_bound,
+        _no_terms,
+    ),
+    "portfolio": _CpSatType(
+        lambda p, s, _t: _portfolio_model(p, s),  # type: ignore[arg-type]
+        _greedy_warm_start(lambda p, n: heuristics.portfolio_greedy(p, pool_size=n)),
+        _portfolio_bound,
+        _portfolio_terms,
+    ),
+    "jobshop": _CpSatType(
+        lambda p, s, _t: _jobshop_model(p, s),  # type: ignore[arg-type]
+        _greedy_warm_start(lambda p, _n: heuristics.jobshop_dispatch(p)),
+        _jobshop_bound,
+        _no_terms,
+    ),
+}
+_GENERIC = _CpSatType(_penalized_build, _qubo_warm_start, _no_bound, _no_terms)
+"""Other quantum-encodable types: their penalized QUBO, no bound of their own."""
+
+
+def _cpsat_type(problem: Problem) -> _CpSatType:
+    return _TYPES.get(problem.kind, _GENERIC)
 
 
 def simple_bound(problem: Problem) -> float | None:
@@ -673,39 +788,7 @@ def simple_bound(problem: Problem) -> float | None:
     Used when CP-SAT has no bound (or a weaker one), and by heuristics to stop
     early when an answer meets it.
     """
-    if isinstance(problem, MaxCut):
-        return float(sum(max(w, 0.0) for _, _, w in problem.edges))
-    if isinstance(problem, Knapsack):
-        # Dantzig's LP relaxation: fill by value density, take a fraction of the next item.
-        room = float(problem.capacity)
-        total = 0.0
-        order = sorted(
-            range(problem.num_variables),
-            key=lambda i: (-problem.values[i] / problem.weights[i], i),
-        )
-        for i in order:
-            w = problem.weights[i]
-            if w <= room:
-                total += problem.values[i]
-                room -= w
-            else:
-                total += problem.values[i] * room / w
-                break
-        return total
-    if isinstance(problem, (QuboProblem, IsingProblem)):
-        q = problem.to_qubo().qubo
-        return q.offset + sum(min(v, 0.0) for v in (*q.linear, *q.quadratic.values()))
-    if isinstance(problem, Portfolio):
-        linear, quad = problem.objective_terms()
-        return float(sum(min(v, 0.0) for v in (*linear, *quad.values())))
-    if isinstance(problem, JobShop):
-        loads: dict[int, int] = {}
-        for job in problem.jobs:
-            for op in job:
-                loads[op.machine] = loads.get(op.machine, 0) + op.duration
-        longest_job = max(sum(op.duration for op in job) for job in problem.jobs)
-        return float(max(longest_job, *loads.values()))
-    return None
+    return _cpsat_type(problem).bound(problem)
 
 
 def _quality(problem: Problem, built: _Model, search: _Search, best: Candidate) -> Quality:
