@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from qbridge.bus import KafkaSettings
+from devstack.pipeline import Pipeline
+from qbridge.bus import KafkaSettings, ensure_topics
 from qbridge.contracts import AvroCodec, FileSchemaRegistry
 from qbridge.contracts.registry import registry_file
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+"""Service logs of the integration tests' pipelines."""
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -72,3 +80,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [i for i in items if not i.get_closest_marker("integration")]
         config.hook.pytest_deselected(items=deselected)
         print(f"QBRIDGE_SKIP_INTEGRATION=1: {len(deselected)} integration tests deselected")
+
+
+@contextlib.contextmanager
+def running_pipeline(
+    stack: Any,
+    kafka_settings: KafkaSettings,
+    name: str,
+    *,
+    check_exit: bool = True,
+    **pipeline_kw: Any,
+) -> Iterator[Pipeline]:
+    """Every service as a process on the session's stack, logs under ``tests/artifacts``.
+
+    Args:
+        stack: The session's local stack.
+        kafka_settings: Its Kafka settings (the pipeline topics are created).
+        name: Prefix of the log folder.
+        check_exit: Assert that every service shut down cleanly.
+        **pipeline_kw: ``per_service_env`` / ``extra_env`` of :class:`Pipeline`.
+    """
+    ensure_topics(kafka_settings)
+    p = Pipeline(
+        stack.bootstrap_servers,
+        stack.dsn,
+        ARTIFACTS / f"{name}-{time.strftime('%H%M%S')}",
+        **pipeline_kw,
+    )
+    p.start()
+    yield p
+    codes = p.stop()
+    if check_exit:
+        assert all(c in (0, None) for c in codes.values()), f"unclean shutdown: {codes}"

@@ -21,10 +21,11 @@ import pytest
 from psycopg.rows import dict_row
 
 from devstack.pipeline import Pipeline, ServiceProcess, free_port
-from qbridge.bus import KafkaSettings, ensure_topics
+from qbridge.bus import KafkaSettings
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.samples import regular_maxcut
+from tests.conftest import running_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -40,11 +41,10 @@ APPROVAL_TIMEOUT_MS = 6000
 
 @pytest.fixture(scope="module")
 def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
-    ensure_topics(kafka_settings)
-    p = Pipeline(
-        stack.bootstrap_servers,
-        stack.dsn,
-        ARTIFACTS / f"approvals-{time.strftime('%H%M%S')}",
+    with running_pipeline(
+        stack,
+        kafka_settings,
+        "approvals",
         per_service_env={
             "orchestrator": {
                 "QBRIDGE_APPROVAL_TENANTS": json.dumps([TENANT]),
@@ -53,11 +53,8 @@ def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
                 "QBRIDGE_APPROVAL_REJECT_ACTION": "classical",
             }
         },
-    )
-    p.start()
-    yield p
-    codes = p.stop()
-    assert all(c in (0, None) for c in codes.values()), f"unclean shutdown: {codes}"
+    ) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")

@@ -28,11 +28,12 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from devstack.pipeline import Pipeline, ServiceProcess, free_port
 from qbridge import topics
-from qbridge.bus import BusProducer, KafkaSettings, ensure_topics
+from qbridge.bus import BusProducer, KafkaSettings
 from qbridge.contracts import AvroCodec
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from qbridge.samples import problem_request, regular_maxcut
+from tests.conftest import running_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +49,10 @@ DEADLINES_MS = (50, 100, 250, 500, 1000, 2000, 5000, 10_000)
 
 @pytest.fixture(scope="module")
 def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
-    ensure_topics(kafka_settings)
-    p = Pipeline(
-        stack.bootstrap_servers,
-        stack.dsn,
-        ARTIFACTS / f"gateway-{time.strftime('%H%M%S')}",
+    with running_pipeline(
+        stack,
+        kafka_settings,
+        "gateway",
         per_service_env={
             "orchestrator": {
                 "QBRIDGE_DEGRADE_QUANTUM_LAG": "4",
@@ -61,11 +61,8 @@ def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
                 "QBRIDGE_BREAKER_COOLDOWN_MS": "5000",
             }
         },
-    )
-    p.start()
-    yield p
-    codes = p.stop()
-    assert all(c in (0, None) for c in codes.values()), f"unclean shutdown: {codes}"
+    ) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")

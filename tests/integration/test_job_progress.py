@@ -35,7 +35,7 @@ import grpc
 import pytest
 
 from devstack.pipeline import Pipeline
-from qbridge.bus import KafkaSettings, ensure_topics
+from qbridge.bus import KafkaSettings
 from qbridge.cli.app import main as cli
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2 as pb
 from qbridge.contracts.gen.gateway.v1 import gateway_pb2_grpc as pb_grpc
@@ -46,6 +46,7 @@ from qbridge.samples import regular_maxcut
 from results_sink import mapping as m
 from results_sink.migrate import migrate
 from results_sink.store import ResultsStore
+from tests.conftest import running_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -60,11 +61,10 @@ SLOW_S = 0.3  # per backend call: about 12 s of optimizing at most
 
 @pytest.fixture(scope="module")
 def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
-    ensure_topics(kafka_settings)
-    p = Pipeline(
-        stack.bootstrap_servers,
-        stack.dsn,
-        ARTIFACTS / f"progress-{time.strftime('%H%M%S')}",
+    with running_pipeline(
+        stack,
+        kafka_settings,
+        "progress",
         per_service_env={
             "quantum-executor": {
                 "QBRIDGE_CHECKPOINT_DSN": stack.dsn,
@@ -78,11 +78,8 @@ def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
             },
             "gateway": {"QBRIDGE_API_KEYS": json.dumps({KEY: TENANT})},
         },
-    )
-    p.start()
-    yield p
-    codes = p.stop()
-    assert all(c in (0, None) for c in codes.values()), f"unclean shutdown: {codes}"
+    ) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")

@@ -19,12 +19,13 @@ from confluent_kafka import Consumer
 
 from devstack.pipeline import Pipeline
 from qbridge import topics
-from qbridge.bus import BusProducer, KafkaSettings, ensure_topics
+from qbridge.bus import BusProducer, KafkaSettings
 from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec
 from qbridge.problems.base import Problem
 from qbridge.samples import problem_request, regular_maxcut, sample_mix
 from qbridge.status import OUTCOME_STATUSES
+from tests.conftest import running_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -34,11 +35,10 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 @pytest.fixture(scope="module")
 def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
-    ensure_topics(kafka_settings)
-    p = Pipeline(
-        stack.bootstrap_servers,
-        stack.dsn,
-        ARTIFACTS / f"pipeline-{time.strftime('%H%M%S')}",
+    with running_pipeline(
+        stack,
+        kafka_settings,
+        "pipeline",
         per_service_env={
             "orchestrator": {
                 "QBRIDGE_DEGRADE_QUANTUM_LAG": "4",
@@ -46,11 +46,8 @@ def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
                 "QBRIDGE_TENANT_SHOT_QUOTA": '{"capped": 1000}',
             }
         },
-    )
-    p.start()
-    yield p
-    codes = p.stop()
-    assert all(c in (0, None) for c in codes.values()), f"unclean shutdown: {codes}"
+    ) as p:
+        yield p
 
 
 @pytest.fixture(scope="module")

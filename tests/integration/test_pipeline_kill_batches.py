@@ -22,10 +22,11 @@ from confluent_kafka import Consumer
 
 from devstack.pipeline import Pipeline
 from qbridge import topics
-from qbridge.bus import BusProducer, KafkaSettings, ensure_topics
+from qbridge.bus import BusProducer, KafkaSettings
 from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec
 from qbridge.samples import problem_request, regular_maxcut
+from tests.conftest import running_pipeline
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,16 +36,14 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 @pytest.fixture(scope="module")
 def pipeline(stack: Any, kafka_settings: KafkaSettings) -> Iterator[Pipeline]:
-    ensure_topics(kafka_settings)
-    p = Pipeline(
-        stack.bootstrap_servers,
-        stack.dsn,
-        ARTIFACTS / f"pipeline-kill-batches-{time.strftime('%H%M%S')}",
+    with running_pipeline(
+        stack,
+        kafka_settings,
+        "pipeline-kill-batches",
+        check_exit=False,  # services are SIGKILLed on purpose
         extra_env={"QBRIDGE_LOG_LEVEL": "WARNING"},
-    )
-    p.start()
-    yield p
-    p.stop()
+    ) as p:
+        yield p
 
 
 def _stored(dsn: str, tenant: str) -> int:
