@@ -119,6 +119,73 @@ def test_round_trip_of_generated_records(codec: AvroCodec, subject: str) -> None
         assert codec.encode(subject, decoded.value) == data
 
 
+def test_union_values_are_tagged_by_their_field_names(codec: AvroCodec) -> None:
+    from qbridge.contracts.codec import union_tags
+
+    tags = {
+        f: (by_keys, only)
+        for f, by_keys, only in union_tags(codec.registry.latest("qbridge.WorkItem").schema)
+    }
+    by_keys, only = tags["problem"]
+    assert only is None  # seven problem records: the key set decides
+    assert by_keys[frozenset({"num_nodes", "edges"})] == "qbridge.MaxCutProblem"
+    outcome = {
+        f: only for f, _, only in union_tags(codec.registry.latest("qbridge.JobOutcome").schema)
+    }
+    assert outcome["solution"] == "qbridge.Solution"
+
+
+@pytest.mark.parametrize("subject", ["qbridge.WorkItem", "qbridge.JobOutcome"])
+def test_tagging_writes_the_same_bytes_as_fastavros_union_search(
+    codec: AvroCodec, subject: str
+) -> None:
+    reg = codec.registry.latest(subject)
+    state = random.getstate()
+    random.seed(11)
+    try:
+        records = list(generate_many(reg.schema, 30))
+    finally:
+        random.setstate(state)
+    for record in records:
+        plain = io.BytesIO()
+        schemaless_writer(plain, reg.parsed, record)
+        assert codec.encode(subject, record)[5:] == plain.getvalue()
+
+
+def test_a_union_value_of_no_known_shape_still_fails_typed(codec: AvroCodec) -> None:
+    decoded = codec.decode(_work_item(codec), expected_subject="qbridge.WorkItem").value
+    with pytest.raises(CodecError, match="does not match"):
+        codec.encode("qbridge.WorkItem", {**decoded, "problem": {"num_nodes": "eight"}})
+    # the tag picks the branch, the validation still checks the value's fields
+    bad = {**decoded, "problem": {**decoded["problem"], "num_nodes": 1.5}}
+    with pytest.raises(CodecError, match="does not match"):
+        codec.encode("qbridge.WorkItem", bad)
+
+
+def _work_item(codec: AvroCodec) -> bytes:
+    return codec.encode(
+        "qbridge.WorkItem",
+        {
+            "work_id": "w",
+            "job_id": "j",
+            "attempt": 1,
+            "route": "classical",
+            "backend": "exact",
+            "tenant": "t",
+            "problem_type": "maxcut",
+            "problem": {"num_nodes": 2, "edges": [{"u": 0, "v": 1, "weight": 1.0}]},
+            "time_limit_ms": 100,
+            "shots": 0,
+            "seed": 1,
+            "top_n": 1,
+            "priority": 5,
+            "deadline_at": datetime(2026, 1, 1, tzinfo=UTC),
+            "correlation_id": "c",
+            "enqueued_at": datetime(2026, 1, 1, tzinfo=UTC),
+        },
+    )
+
+
 def _status(codec: AvroCodec) -> bytes:
     return codec.encode(
         "qbridge.JobStatusTransition",

@@ -27,6 +27,66 @@ from qbridge.errors import (
 MAGIC_BYTE = 0
 _HEADER = struct.Struct(">bI")
 
+UnionTags = tuple[tuple[str, dict[frozenset[str], str], str | None], ...]
+"""Per top-level field holding a union with records: (field, field names -> record name,
+the record if it is the union's only one)."""
+
+
+def union_tags(schema: Mapping[str, Any]) -> UnionTags:
+    """Which record of each top-level union with records a plain dict value is.
+
+    fastavro picks the branch of a union by validating the value against every branch
+    in turn (a full deep check per candidate problem type, or of the one record of a
+    ``["null", record]``, on every write, on top of the validation before it). A value
+    in tuple notation ``(name, value)`` skips that search. A decoded record's keys are
+    exactly its record's field names, so the key set names the branch; key sets shared
+    by two records are left out (fastavro's search then decides, as before).
+
+    Args:
+        schema: An expanded record schema (named types defined inline).
+
+    Returns:
+        ``(field, {frozenset(field names): record name}, the only record or None)`` per
+        such field.
+    """
+    records: dict[str, frozenset[str]] = {}
+
+    def collect(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                collect(item)
+        elif isinstance(node, dict):
+            kind = node.get("type")
+            if kind == "record":
+                records[node["name"]] = frozenset(f["name"] for f in node["fields"])
+                for f in node["fields"]:
+                    collect(f["type"])
+            elif kind == "array":
+                collect(node["items"])
+            elif kind == "map":
+                collect(node["values"])
+            elif isinstance(kind, list | dict):
+                collect(kind)
+
+    collect(schema)
+    out = []
+    for f in schema.get("fields", []):
+        branches = f["type"] if isinstance(f["type"], list) else []
+        names = [b["name"] if isinstance(b, dict) else b for b in branches]
+        named = [n for n in names if isinstance(n, str) and n in records]
+        if not named:
+            continue
+        by_keys: dict[frozenset[str], str] = {}
+        shared: set[frozenset[str]] = set()
+        for n in named:
+            keys = records[n]
+            if keys in by_keys:
+                shared.add(keys)
+            by_keys[keys] = n
+        only = named[0] if len(named) == 1 else None
+        out.append((f["name"], {k: n for k, n in by_keys.items() if k not in shared}, only))
+    return tuple(out)
+
 
 @dataclass(frozen=True)
 class Decoded:
@@ -56,6 +116,7 @@ class AvroCodec:
         """
         self.registry = registry
         self.max_decode_bytes = max_decode_bytes
+        self._tags: dict[int, UnionTags] = {}
 
     def encode(self, subject: str, record: Mapping[str, Any]) -> bytes:
         """Encode ``record`` with the latest schema of ``subject``.
@@ -65,16 +126,28 @@ class AvroCodec:
             SchemaMismatchError: Unknown subject.
         """
         reg = self.registry.latest(subject)
-        # A validation that only answers yes/no is about twice as fast as one building
-        # error objects for every union branch it tries; those are built only to explain.
-        if not validate(record, reg.parsed, raise_errors=False, strict=False):
+        tags = self._tags.get(reg.schema_id)
+        if tags is None:
+            tags = self._tags[reg.schema_id] = union_tags(reg.schema)
+        datum = dict(record)
+        for field, by_keys, only in tags:
+            value = datum.get(field)
+            if isinstance(value, dict):
+                name = only or by_keys.get(frozenset(value))
+                if name is not None:
+                    datum[field] = (name, value)
+        # Validated before writing: fastavro's writer silently writes some mistyped values
+        # (1.5 into a long, "1" into a double). A yes/no validation is about twice as fast
+        # as one building error objects for every union branch it tries; those are built
+        # only to explain.
+        if not validate(datum, reg.parsed, raise_errors=False, strict=False):
             try:
-                validate(record, reg.parsed, raise_errors=True, strict=False)
+                validate(datum, reg.parsed, raise_errors=True, strict=False)
             except ValidationError as exc:
                 raise CodecError(f"{subject} record does not match its schema: {exc}") from exc
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC_BYTE, reg.schema_id))
-        schemaless_writer(buf, reg.parsed, dict(record))
+        schemaless_writer(buf, reg.parsed, datum)
         return buf.getvalue()
 
     def decode(self, data: bytes | None, expected_subject: str | None = None) -> Decoded:
