@@ -18,7 +18,9 @@ class JobStatus(enum.StrEnum):
     """Where a job is in its life.
 
     The pipeline (orchestrator) moves a job
-    ``accepted -> routed -> running -> succeeded | degraded | failed | expired``,
+    ``accepted -> routed -> running -> succeeded | degraded | failed | expired``
+    (``running`` only once a solve has run for the executor's started delay: a quicker one
+    goes ``routed -> succeeded``),
     with ``awaiting_approval`` between ``accepted`` and ``routed`` when an approval
     policy holds the job's quantum attempt for a reviewer's sign-off;
     ``submitted`` and ``rejected`` exist only at the gateway, for a request not yet

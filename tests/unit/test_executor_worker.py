@@ -384,3 +384,19 @@ def test_unencodable_result_is_reported_as_a_defect() -> None:
         (v["status"], (v["error"] or {}).get("error_class")) for _, v, _, _ in producer.sent
     ]
     assert statuses == [("started", None), ("error", "defect")]
+
+
+def test_a_quick_solve_goes_without_its_started_record() -> None:
+    producer = _FakeProducer()
+    app = ExecutorApp(
+        "classical-fallback",
+        None,  # type: ignore[arg-type]
+        producer,  # type: ignore[arg-type]
+        SOLVER_OUTCOMES,
+        ClassicalSolvers(["ortools"]),
+        worker=WorkerSettings(exact_max_variables=20, started_delay_s=5.0),
+        clock=lambda: NOW,
+    )
+    app.handle(Record("work", 0, 0, b"job-1", work_item(), "qbridge.WorkItem", {}, 0))
+    app.announcer.close()  # a dropped start stays dropped at shutdown
+    assert [v["status"] for _, v, _, _ in producer.sent] == ["ok"]

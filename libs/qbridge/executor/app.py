@@ -31,6 +31,7 @@ from qbridge.bus import headers as h
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.records import JobProgress
 from qbridge.errors import CodecError, DeliveryError, QBridgeError, SolverError, StoppingError
+from qbridge.executor.announce import PendingStart, StartAnnouncer
 from qbridge.executor.worker import WorkerSettings, error_record, execute, observe
 from qbridge.service.lifecycle import ServiceRuntime
 from qbridge.service.logs import log_context
@@ -207,6 +208,7 @@ class ExecutorApp:
         self.outcomes_topic = outcomes_topic
         self.solvers = solvers
         self.worker = worker or WorkerSettings()
+        self.announcer = StartAnnouncer(self.worker.started_delay_s)
         self.prewarm = tuple(prewarm)
         self.clock = clock
         self.handled = 0
@@ -220,7 +222,7 @@ class ExecutorApp:
         self._warm = not self.prewarm
 
     def handle(self, record: Record) -> None:
-        """Run one work item; emit ``started`` at once and the result when done."""
+        """Run one work item; emit ``started`` (see :class:`StartAnnouncer`) and its result."""
         item = record.value
         job_id = item["job_id"]
         backend = str(item.get("backend") or "")
@@ -228,12 +230,24 @@ class ExecutorApp:
             record.headers, **{h.CORRELATION_ID: item["correlation_id"], h.JOB_ID: job_id}
         )
 
+        started: PendingStart | None = None
+
         def emit(outcome: dict[str, Any]) -> None:
+            nonlocal started
+            topic = self.outcomes_topic
+            if outcome["status"] == "started":
+
+                def announce() -> None:
+                    self.producer.send(topic, outcome, key=job_id, headers=headers)
+                    observe(outcome, self.service, backend)
+
+                started = self.announcer.hold(announce)
+                return
+            if started is not None:
+                started.settle()  # the result follows its start, or goes alone
             try:
-                self.producer.send(self.outcomes_topic, outcome, key=job_id, headers=headers)
+                self.producer.send(topic, outcome, key=job_id, headers=headers)
             except CodecError as exc:
-                if outcome["status"] == "started":
-                    raise
                 # A solver result that does not fit the schema is a defect to report,
                 # not a reason to leave the orchestrator waiting for its timeout.
                 logger.error("outcome of %s is not encodable: %s", item["work_id"], exc)
@@ -304,6 +318,7 @@ class ExecutorApp:
     def close(self) -> None:
         """Commit stored offsets, leave the group, flush the producer."""
         self.consumer.close()
+        self.announcer.close()
         self.producer.close()
         if self._pool is not None:
             self._pool.shutdown(wait=True)

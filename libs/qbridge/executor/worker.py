@@ -51,12 +51,17 @@ class WorkerSettings:
             exactly in-process before the configured solver is tried: proven optimal
             in microseconds to milliseconds, no model build and no worker round trip.
             0 disables it (the quantum executor: a quantum answer is wanted there).
+        started_delay_s: A solve's ``started`` record is sent only once it has run this
+            long (:class:`~qbridge.executor.announce.StartAnnouncer`): a solve that ends
+            sooner goes ``routed -> succeeded`` without a ``running`` in between, and
+            the pipeline carries two fewer messages for it. 0 announces every start.
     """
 
     min_time_s: float = 0.05
     default_shots: int = 4096
     max_error_chars: int = 2000
     exact_max_variables: int = 0
+    started_delay_s: float = 0.0
 
 
 Item = WorkItem | Mapping[str, Any]

@@ -33,6 +33,8 @@ class ClassicalSettings(ServiceSettings):
             (reproducible stopping points); unset for none.
         cpsat_warm_start: Run the heuristic warm start.
         min_time_ms: Work with less time left is not started (``over_budget``).
+        started_delay_ms: A solve announces its start (the job's ``running``) only once
+            it has run this long; quicker solves skip ``running`` (0: always announce).
         concurrency: Work items solved at the same time (default: the CPU cores).
         exact_max_variables: Binary problems up to this size are solved exactly
             in-process (numpy enumeration) before CP-SAT; 0 disables it.
@@ -51,6 +53,7 @@ class ClassicalSettings(ServiceSettings):
     cpsat_deterministic_time_per_s: float | None = _CPSAT.deterministic_time_per_s
     cpsat_warm_start: bool = _CPSAT.warm_start
     min_time_ms: int = Field(default=50, ge=0)
+    started_delay_ms: int = Field(default=20, ge=0)
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     exact_max_variables: int = Field(default=MAX_EXACT_VARIABLES, ge=0, le=24)
 
@@ -68,5 +71,7 @@ class ClassicalSettings(ServiceSettings):
     def worker(self) -> WorkerSettings:
         """Budget rules of the shared worker."""
         return WorkerSettings(
-            min_time_s=self.min_time_ms / 1000.0, exact_max_variables=self.exact_max_variables
+            min_time_s=self.min_time_ms / 1000.0,
+            exact_max_variables=self.exact_max_variables,
+            started_delay_s=self.started_delay_ms / 1000.0,
         )

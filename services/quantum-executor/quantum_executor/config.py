@@ -56,6 +56,8 @@ class QuantumSettings(ServiceSettings):
         quantum_fail_slow_s: Delay per call in ``slow`` mode.
         quantum_fail_backends: Backends affected (JSON list; empty: all).
         min_time_ms: Work with less time left is not started (``over_budget``).
+        started_delay_ms: A solve announces its start (the job's ``running``) only once
+            it has run this long; quicker solves skip ``running`` (0: always announce).
         concurrency: Work items solved at the same time (default: the CPU cores).
         default_shots: Shots when a work item says 0.
         checkpoint_dsn: PostgreSQL for per-iteration QAOA checkpoints, so a
@@ -94,6 +96,7 @@ class QuantumSettings(ServiceSettings):
     quantum_fail_backends: list[str] = []
 
     min_time_ms: int = Field(default=50, ge=0)
+    started_delay_ms: int = Field(default=20, ge=0)
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     default_shots: int = Field(default=2048, ge=1)
     checkpoint_dsn: str | None = Field(default=None, repr=False)
@@ -151,5 +154,7 @@ class QuantumSettings(ServiceSettings):
     def worker(self) -> WorkerSettings:
         """Budget rules of the shared worker."""
         return WorkerSettings(
-            min_time_s=self.min_time_ms / 1000.0, default_shots=self.default_shots
+            min_time_s=self.min_time_ms / 1000.0,
+            default_shots=self.default_shots,
+            started_delay_s=self.started_delay_ms / 1000.0,
         )
