@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -15,6 +16,24 @@ from qbridge.service.logs import configure_logging
 from qbridge.service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
+
+
+def freeze_startup_heap() -> int:
+    """Keep what start-up allocated out of every later garbage collection.
+
+    A full collection walks every tracked object; with the solver and protobuf modules
+    imported that is over 100,000 objects and 25-65 ms on this kind of machine, during
+    which no thread of the process runs: one in a few hundred calls then answers tens
+    of milliseconds late. Modules, schemas and warmed-up caches live as long as the
+    process, so after start-up they are moved to the permanent generation (``gc.freeze``,
+    as large Python services do); later full collections only walk what came after.
+
+    Returns:
+        How many objects were frozen.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 class ServiceRuntime:
@@ -86,7 +105,8 @@ class ServiceRuntime:
         signal.signal(signal.SIGINT, _on_signal)
         code = 0
         try:
-            logger.info("%s started", self.name)
+            frozen = freeze_startup_heap()
+            logger.info("%s started (%d start-up objects kept out of GC)", self.name, frozen)
             run()
         except Exception:
             logger.exception("%s crashed", self.name)

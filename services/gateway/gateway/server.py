@@ -38,6 +38,7 @@ from qbridge.service.grpc_server import (
     require_transport_security,
 )
 from qbridge.service.guard import CallGuard
+from qbridge.service.lifecycle import freeze_startup_heap
 from qbridge.solvers.pool import LocalSolverPool
 
 logger = logging.getLogger(__name__)
@@ -158,6 +159,7 @@ class GatewayServer:
         sys.setswitchinterval(0.001)
         took = self.pool.wait_ready()
         logger.info("local solvers (%s) warmed up in %.2f s", self.pool.mode, took)
+        freeze_startup_heap()  # again: the warm-up (thread mode) and clients allocated more
         self.hub.start()
         self.lag.start(s.lag_poll_ms / 1000)
         server, self.port = make_grpc_server(s, self.service, self.health, self.guard)
