@@ -244,16 +244,11 @@ class BusConsumer:
         Returns:
             How many messages were taken (handled, dead-lettered, or handed back).
         """
-        first = self._consumer.poll(timeout)
-        if first is None:
+        taken = take_available(
+            self._consumer, self.batch_max_messages, timeout, self.batch_max_ms / 1000
+        )
+        if not taken:
             return 0
-        taken = [first]
-        deadline = time.monotonic() + self.batch_max_ms / 1000
-        while len(taken) < self.batch_max_messages and time.monotonic() < deadline:
-            more = self._consumer.consume(self.batch_max_messages - len(taken), timeout=0)
-            if not more:
-                break
-            taken.extend(more)
         msgs = self._usable(taken)
         if msgs:
             self._process(msgs, handler, batch_handler, on_flushed)
@@ -481,6 +476,37 @@ class BusConsumer:
     def close(self) -> None:
         """Commit stored offsets and leave the group."""
         self._consumer.close()
+
+
+def take_available(
+    consumer: Consumer, max_messages: int, timeout: float, max_s: float | None = None
+) -> list[KafkaMessage]:
+    """Wait up to ``timeout`` for one message, then add only what is already fetched.
+
+    ``Consumer.consume(n, timeout)`` returns when it has ``n`` messages *or* the timeout
+    passed: a lone message waits out the whole timeout (measured here: +30 ms median
+    with a 50 ms timeout). This returns as soon as the first message is there.
+
+    Args:
+        consumer: A subscribed or assigned consumer.
+        max_messages: At most this many messages.
+        timeout: Seconds to wait for the first one.
+        max_s: Stop adding already-fetched messages after this long (None: no bound).
+
+    Returns:
+        The messages (errors included), possibly none.
+    """
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    taken = [first]
+    deadline = None if max_s is None else time.monotonic() + max_s
+    while len(taken) < max_messages and (deadline is None or time.monotonic() < deadline):
+        more = consumer.consume(max_messages - len(taken), timeout=0)
+        if not more:
+            break
+        taken.extend(more)
+    return taken
 
 
 def committed_offset(offset: int) -> int | None:

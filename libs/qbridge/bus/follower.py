@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import Counter
 
 from qbridge.bus import headers as h
+from qbridge.bus.consumer import take_available
 from qbridge.bus.lag import topic_partitions
 from qbridge.bus.settings import KafkaSettings
 from qbridge.contracts.codec import AvroCodec
@@ -202,7 +203,8 @@ class TopicFollower:
         assert self._consumer is not None
         while not self._stop.is_set():
             try:
-                msgs = self._consumer.consume(num_messages=500, timeout=0.1)
+                # Not consume(500, 0.1): it holds a lone event for the whole 100 ms.
+                msgs = take_available(self._consumer, 500, timeout=0.1)
             except KafkaException as exc:
                 logger.warning("follower: %s", exc)
                 time.sleep(0.5)
