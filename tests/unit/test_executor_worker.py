@@ -336,6 +336,18 @@ class _FakeProducer:
         self.sent.append((topic.name, value, key, dict(headers or [])))
 
 
+def _classical_app(producer: _FakeProducer, worker: WorkerSettings | None = None) -> ExecutorApp:
+    return ExecutorApp(
+        "classical-fallback",
+        None,  # type: ignore[arg-type]  # the consumer is not used by handle()
+        producer,  # type: ignore[arg-type]
+        SOLVER_OUTCOMES,
+        ClassicalSolvers(["ortools"]),
+        worker=worker,
+        clock=lambda: NOW,
+    )
+
+
 def test_classical_app_emits_outcomes_keyed_by_job_id(codec: AvroCodec) -> None:
     producer = _FakeProducer()
     app = ExecutorApp(
@@ -371,14 +383,7 @@ def test_unencodable_result_is_reported_as_a_defect() -> None:
             super().send(topic, value, key, headers)
 
     producer = Picky()
-    app = ExecutorApp(
-        "classical-fallback",
-        None,  # type: ignore[arg-type]
-        producer,  # type: ignore[arg-type]
-        SOLVER_OUTCOMES,
-        ClassicalSolvers(["ortools"]),
-        clock=lambda: NOW,
-    )
+    app = _classical_app(producer)
     app.handle(Record("work", 0, 0, b"job-1", work_item(), "qbridge.WorkItem", {}, 0))
     statuses = [
         (v["status"], (v["error"] or {}).get("error_class")) for _, v, _, _ in producer.sent
@@ -388,15 +393,7 @@ def test_unencodable_result_is_reported_as_a_defect() -> None:
 
 def test_a_quick_solve_goes_without_its_started_record() -> None:
     producer = _FakeProducer()
-    app = ExecutorApp(
-        "classical-fallback",
-        None,  # type: ignore[arg-type]
-        producer,  # type: ignore[arg-type]
-        SOLVER_OUTCOMES,
-        ClassicalSolvers(["ortools"]),
-        worker=WorkerSettings(exact_max_variables=20, started_delay_s=5.0),
-        clock=lambda: NOW,
-    )
+    app = _classical_app(producer, WorkerSettings(exact_max_variables=20, started_delay_s=5.0))
     app.handle(Record("work", 0, 0, b"job-1", work_item(), "qbridge.WorkItem", {}, 0))
     app.announcer.close()  # a dropped start stays dropped at shutdown
     assert [v["status"] for _, v, _, _ in producer.sent] == ["ok"]
