@@ -202,9 +202,12 @@ def test_classical_fallback_process_solves_reports_errors_and_stops_cleanly(
 
     port = _free_port()
     group = f"classical-{unique}"
-    proc = _start(
-        "classical_fallback", _env(kafka_settings, work.name, outcomes.name, dlq.name, group, port)
-    )
+    env = {
+        **_env(kafka_settings, work.name, outcomes.name, dlq.name, group, port),
+        # Far longer than any of these solves: none of them announces its start.
+        "QBRIDGE_STARTED_DELAY_MS": "5000",
+    }
+    proc = _start("classical_fallback", env)
     try:
         out = _read_until(
             kafka_settings,
@@ -222,8 +225,7 @@ def test_classical_fallback_process_solves_reports_errors_and_stops_cleanly(
 
     jobs = _by_job(out)
     for job in ("j-maxcut", "j-knap"):
-        started, ok = jobs[job]
-        assert started["status"] == "started", logs
+        [ok] = jobs[job]  # a quick solve goes without its 'started' record
         assert ok["status"] == "ok", ok["error"]
         assert ok["work_id"] == f"{job}:1:classical"
         assert ok["route"] == "classical"
@@ -233,13 +235,13 @@ def test_classical_fallback_process_solves_reports_errors_and_stops_cleanly(
         assert ok["provenance"]["timings"]["queue_ms"] >= 0
         assert ok["quality"]["proven_optimal"] is True
         assert ok["solution"]["feasible"] is True
-    assert jobs["j-maxcut"][1]["solution"]["objective"] == pytest.approx(_best("maxcut", MAXCUT))
-    assert jobs["j-knap"][1]["solution"]["objective"] == pytest.approx(_best("knapsack", KNAPSACK))
+    assert jobs["j-maxcut"][0]["solution"]["objective"] == pytest.approx(_best("maxcut", MAXCUT))
+    assert jobs["j-knap"][0]["solution"]["objective"] == pytest.approx(_best("knapsack", KNAPSACK))
     [late] = jobs["j-late"]  # not started at all
     assert late["status"] == "error"
     assert late["error"]["error_class"] == "over_budget"
-    assert [r["status"] for r in jobs["j-other"]] == ["started", "error"]
-    assert jobs["j-other"][1]["error"]["error_class"] == "backend_unavailable"
+    assert [r["status"] for r in jobs["j-other"]] == ["error"]  # refused at once
+    assert jobs["j-other"][0]["error"]["error_class"] == "backend_unavailable"
 
     msg = next(m for m, v in out if v["job_id"] == "j-maxcut" and v["status"] == "ok")
     assert msg.key() == b"j-maxcut"
@@ -286,6 +288,7 @@ def test_quantum_executor_process_with_failure_injection(
         "QBRIDGE_BACKENDS": '["aer_statevector", "aer_mps"]',
         "QBRIDGE_QAOA_P": "1",
         "QBRIDGE_QAOA_MAXITER": "10",
+        "QBRIDGE_STARTED_DELAY_MS": "0",  # every start announced, failures included
     }
     proc = _start("quantum_executor", env)
     try:
