@@ -17,12 +17,13 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from typing import Any, Literal, TypeVar
 
 import psycopg
-from prometheus_client import Counter
+from prometheus_client import Counter as MetricCounter
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 WriteResult = Literal["inserted", "updated", "duplicate"]
 _R = TypeVar("_R")
 
-ROWS_WRITTEN = Counter(
+ROWS_WRITTEN = MetricCounter(
     "qbridge_results_sink_rows_total",
     "Rows written by the results sink, by table and result (inserted, updated, duplicate).",
     ["table", "result"],
@@ -226,6 +227,9 @@ class ResultsStore:
         have: set[str] = set()  # jobs whose row exists in this transaction
         with self._tx() as cur:
             for kind, write in _WRITERS:
+                if kind is TransitionRow:
+                    # One statement for every job row the children may need.
+                    _placeholders(cur, [_job_of(r) for r in rows if _needs_job(r)], have)
                 idx = by_kind.get(kind, [])
                 if idx:
                     got = write(cur, [rows[i] for i in idx], have)
@@ -318,6 +322,11 @@ def _arrays(rows: Sequence[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(col) for col in zip(*rows, strict=True)]
 
 
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """:func:`_arrays`, also for no rows (``width`` empty columns)."""
+    return _arrays(rows) if rows else [[] for _ in range(width)]
+
+
 def _json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -354,6 +363,16 @@ def _placeholders(cur: psycopg.Cursor[Any], rows: Sequence[Any], have: set[str])
     have.update(first)
 
 
+def _needs_job(row: StoreRow) -> bool:
+    """Whether the row references a ``jobs`` row (a foreign key)."""
+    return not isinstance(row, JobRow | ApprovalRow)
+
+
+def _job_of(row: StoreRow) -> Any:
+    """The part of a row that names its job (``job_id``, ``tenant``)."""
+    return row.solution if isinstance(row, OutcomeRows) else row
+
+
 def _upserted(table: str, got: Any) -> WriteResult:
     if got is None:
         return _count(table, "duplicate")
@@ -366,11 +385,17 @@ def _results(
     first: dict[Any, int],
     returned: dict[Any, Any],
 ) -> list[WriteResult]:
-    """Each row's result: first rows by what the statement returned, the rest duplicates."""
+    """Each row's result: first rows by what the statement returned, the rest duplicates.
+
+    ``returned`` maps the key of each row written to ``(xmax = 0)``: True if inserted.
+    """
     results: list[WriteResult] = ["duplicate"] * n
     for key, i in first.items():
-        results[i] = _upserted(table, returned.get(key))
-    ROWS_WRITTEN.labels(table, "duplicate").inc(n - len(first))
+        got = returned.get(key)
+        if got is not None:
+            results[i] = "inserted" if got else "updated"
+    for result, count in Counter(results).items():
+        ROWS_WRITTEN.labels(table, result).inc(count)
     return results
 
 
@@ -598,13 +623,6 @@ _SOLUTION_SELECT, _SOLUTION_FROM = _unnest(
     [(c, _SOLUTION_TYPES.get(c, "text")) for c in _SOLUTION_COLUMNS]
 )
 
-_INSERT_SOLUTIONS = f"""
-INSERT INTO solutions ({", ".join(_SOLUTION_COLUMNS)})
-SELECT {_SOLUTION_SELECT} FROM {_SOLUTION_FROM}
-ON CONFLICT (job_id) DO NOTHING
-RETURNING job_id, true
-"""
-
 _CANDIDATE_SELECT, _CANDIDATE_FROM = _unnest(
     [
         ("job_id", "text"), ("rank", "integer"), ("assignment", "bigint[]"),
@@ -613,21 +631,29 @@ _CANDIDATE_SELECT, _CANDIDATE_FROM = _unnest(
     ]
 )  # fmt: skip
 
-_INSERT_CANDIDATES = f"""
-INSERT INTO candidates (job_id, rank, assignment, objective, feasible, frequency)
-SELECT {_CANDIDATE_SELECT} FROM {_CANDIDATE_FROM}
-ON CONFLICT (job_id, rank) DO NOTHING
-"""
-
-_APPLY_OUTCOMES = """
-UPDATE jobs SET
-    status = t.status,
-    route = COALESCE(t.route, jobs.route),
-    final_at = COALESCE(jobs.final_at, t.completed_at),
-    updated_at = now()
-FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[])
-    AS t(job_id, status, route, completed_at)
-WHERE jobs.job_id = t.job_id
+# The first final outcome of a job wins: only a solution newly inserted brings its
+# candidates and moves the job to its final status (one statement: no round trips).
+_WRITE_OUTCOMES = f"""
+WITH new AS (
+    INSERT INTO solutions ({", ".join(_SOLUTION_COLUMNS)})
+    SELECT {_SOLUTION_SELECT} FROM {_SOLUTION_FROM}
+    ON CONFLICT (job_id) DO NOTHING
+    RETURNING job_id, status, route, completed_at
+), candidates_written AS (
+    INSERT INTO candidates (job_id, rank, assignment, objective, feasible, frequency)
+    SELECT {_CANDIDATE_SELECT} FROM {_CANDIDATE_FROM}
+    WHERE t.job_id IN (SELECT job_id FROM new)
+    ON CONFLICT (job_id, rank) DO NOTHING
+), final AS (
+    UPDATE jobs SET
+        status = new.status,
+        route = COALESCE(new.route, jobs.route),
+        final_at = COALESCE(jobs.final_at, new.completed_at),
+        updated_at = now()
+    FROM new
+    WHERE jobs.job_id = new.job_id
+)
+SELECT job_id, true FROM new
 """
 
 
@@ -638,6 +664,7 @@ def _outcomes(
     _placeholders(cur, solutions, have)
     first = _first_by(solutions, lambda s: s.job_id)
     values = []
+    candidates = []
     for i in first.values():
         s = solutions[i]
         values.append(
@@ -649,24 +676,15 @@ def _outcomes(
                 s.correlation_id, s.completed_at,
             )
         )  # fmt: skip
-    cur.execute(_INSERT_SOLUTIONS, _arrays(values))
+        candidates += [
+            (c.job_id, c.rank, _int_array(c.assignment), c.objective, c.feasible, c.frequency)
+            for c in rows[i].candidates
+        ]
+    cur.execute(_WRITE_OUTCOMES, [*_arrays(values), *_columns(candidates, 6)])
     inserted = dict(cur.fetchall())
-    new = [rows[i] for job_id, i in first.items() if job_id in inserted]
-    candidates = [
-        (c.job_id, c.rank, _int_array(c.assignment), c.objective, c.feasible, c.frequency)
-        for r in new
-        for c in r.candidates
-    ]
-    if candidates:
-        cur.execute(_INSERT_CANDIDATES, _arrays(candidates))
-    ROWS_WRITTEN.labels("candidates", "inserted").inc(len(candidates))
-    if new:
-        cur.execute(
-            _APPLY_OUTCOMES,
-            _arrays(
-                [(s.job_id, s.status, s.route, s.completed_at) for s in (r.solution for r in new)]
-            ),
-        )
+    ROWS_WRITTEN.labels("candidates", "inserted").inc(
+        sum(len(rows[i].candidates) for job_id, i in first.items() if job_id in inserted)
+    )
     dup = [
         s for i, s in enumerate(solutions) if first.get(s.job_id) != i or s.job_id not in inserted
     ]
