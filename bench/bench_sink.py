@@ -260,10 +260,7 @@ def main(argv: list[str] | None = None) -> int:
                 dsns[name] = pg.dsn_for(f"bench_sink_{i}")
         for name, cls in stores.items():
             migrate(dsns[name])
-            # Each with the settings its service runs with.
-            settings = getattr(sys.modules.get(cls.__module__), "SESSION_SETTINGS", None)
-            pool = make_pool(dsns[name], min_size=1, max_size=1, timeout_s=10, settings=settings)
-            opened[name] = cls(pool)
+            opened[name] = cls(make_pool(dsns[name], min_size=1, max_size=1, timeout_s=10))
         print(
             f"{args.jobs} jobs x 8 records per round, batches of {args.batch}, "
             f"spread {args.spread}, {args.rounds} rounds; load {os.getloadavg()[0]:.1f}"

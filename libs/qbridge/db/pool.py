@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from psycopg_pool import ConnectionPool
 
 
@@ -18,7 +16,6 @@ def make_pool(
     reconnect_timeout_s: float = 15.0,
     application_name: str = "qbridge",
     check: bool = True,
-    settings: Mapping[str, str] | None = None,
 ) -> ConnectionPool:
     """A connection pool that opens in the background (a down database is not fatal).
 
@@ -38,7 +35,6 @@ def make_pool(
         reconnect_timeout_s: Give up one reconnection series after this long.
         application_name: Shown in ``pg_stat_activity``; also the pool's name.
         check: Check each connection when it is taken from the pool.
-        settings: More server settings of every connection (``{"name": "value"}``).
 
     Returns:
         The pool, opening in the background (``pool.wait()`` waits for it).
@@ -55,13 +51,7 @@ def make_pool(
         kwargs={
             "connect_timeout": connect_timeout_s,
             "application_name": application_name,
-            "options": " ".join(
-                f"-c {k}={v}"
-                for k, v in {
-                    "statement_timeout": str(statement_timeout_ms),
-                    **(settings or {}),
-                }.items()
-            ),
+            "options": f"-c statement_timeout={statement_timeout_ms}",
         },
     )
     pool.open(wait=False)

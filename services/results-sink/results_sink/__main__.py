@@ -22,7 +22,7 @@ from results_sink.app import ResultsSinkApp
 from results_sink.cli import build_parser, run_command
 from results_sink.config import ResultsSinkSettings
 from results_sink.migrate import migrate
-from results_sink.store import SESSION_SETTINGS, ResultsStore
+from results_sink.store import ResultsStore
 
 TOPICS = (JOBS_ACCEPTED, JOB_STATUS, SOLVER_OUTCOMES, JOB_OUTCOMES, APPROVALS, JOB_PROGRESS)
 
@@ -42,7 +42,6 @@ def serve(settings: ResultsSinkSettings) -> int:
         statement_timeout_ms=settings.db_statement_timeout_ms,
         reconnect_timeout_s=settings.db_reconnect_timeout_s,
         application_name="qbridge-results-sink",
-        settings=SESSION_SETTINGS,
     )
     producer = BusProducer(settings.kafka, codec, client_id=f"{SERVICE_NAME}-dlq")
     consumer = BusConsumer(

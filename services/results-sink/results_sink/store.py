@@ -53,14 +53,6 @@ ROWS_WRITTEN = MetricCounter(
 )
 
 
-# Server settings of the sink's connections. Its statements are few, always the same and
-# prepared (psycopg prepares a query after a few runs), but with the default plan cache
-# mode PostgreSQL keeps planning them afresh for every batch: a custom plan knows the
-# array sizes, so it looks cheaper than the generic one. Planning the multi-row
-# statements then costs more than running them for small batches.
-SESSION_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
-
-
 def translate(exc: BaseException) -> BaseException:
     """Map a driver error onto the platform's error classes (:func:`qbridge.db.translate`).
 
