@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,10 +14,11 @@ from qbridge.contracts import AvroCodec
 from qbridge.db.pool import make_pool
 from qbridge.topics import DEAD_LETTERS
 from results_sink.app import ResultsSinkApp
-from results_sink.mapping import InvalidRecordError
+from results_sink.mapping import InvalidRecordError, TransitionRow
 from results_sink.migrate import migrate
 from results_sink.store import ResultsStore
 from tests.integration.test_results_sink import (
+    T0,
     TOPICS,
     Message,
     complete,
@@ -138,3 +140,55 @@ def test_the_consumer_stores_batches_with_few_commits(
     assert consumer.processed >= len(messages)
     # Record by record would commit once per record; batches commit far less.
     assert 0 < transactions < consumer.processed // 2, (transactions, consumer.processed)
+
+
+# Transitions of one job, some out of order, a final one followed by a later non-final
+# one, a second final one, and routes that are missing on some.
+_T = (
+    (2, "routed", "classical", False),
+    (1, "accepted", None, False),
+    (4, "succeeded", None, True),
+    (3, "running", "quantum", False),
+    (5, "running", "classical", False),  # after a final state: ignored
+    (6, "failed", None, True),  # another final transition moves it still
+)
+
+
+@pytest.mark.parametrize(
+    ("stored", "batch"),
+    [
+        ([], [0, 1, 2, 3, 4, 5]),
+        ([], [3, 1, 0]),
+        ([1, 0], [4, 3, 2]),
+        ([1, 0, 3, 2], [4, 5]),
+        ([1, 0, 3], [4]),
+        ([1, 0, 3, 2, 4, 5], [0, 1, 2, 3]),
+    ],
+)
+def test_a_batch_moves_the_job_status_as_its_transitions_one_by_one_in_seq_order(
+    store: ResultsStore, unique: str, stored: list[int], batch: list[int]
+) -> None:
+    def rows(job_id: str, which: list[int]) -> list[TransitionRow]:
+        return [
+            TransitionRow(
+                job_id=job_id, tenant="t", seq=_T[i][0], from_status=None, to_status=_T[i][1],
+                reason="", attempt=1, route=_T[i][2], backend=None, correlation_id="c",
+                at=T0 + timedelta(seconds=_T[i][0]),
+            )
+            for i in which
+        ]  # fmt: skip
+
+    one_by_one, batched = f"job-{unique}-single", f"job-{unique}-batch"
+    for job_id in (one_by_one, batched):
+        store.record_batch(rows(job_id, stored))
+    for row in sorted(rows(one_by_one, batch), key=lambda r: r.seq):
+        store.record_transition(row)
+    store.record_batch(rows(batched, batch))
+
+    def state(job_id: str) -> tuple[Any, ...]:
+        job = store.get_job(job_id)
+        assert job is not None
+        return tuple(job[k] for k in ("status", "status_seq", "status_at", "route", "final_at"))
+
+    assert state(batched) == state(one_by_one)
+    assert len(store.transitions(batched)) == len({*stored, *batch})

@@ -210,11 +210,24 @@ def _finite(value: float | None) -> float | None:
 
 
 def _jsonable(value: Any) -> Any:
-    """Avro-decoded data as JSON-compatible data (bytes as latin-1 text, datetimes ISO)."""
+    """Avro-decoded data as JSON-compatible data (bytes as latin-1 text, datetimes ISO).
+
+    Most decoded values already are: the C encoder checks that much faster than a walk
+    in Python, which only values with bytes, datetimes or non-finite floats take. The
+    value itself is returned then, not a copy.
+    """
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return _converted(value)
+    return value
+
+
+def _converted(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _converted(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [_converted(v) for v in value]
     if isinstance(value, datetime):
         return to_datetime(value).isoformat()
     if isinstance(value, bytes):
@@ -232,7 +245,7 @@ def provenance_json(prov: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """
     if prov is None:
         return None
-    out = _jsonable(prov)
+    out = dict(_jsonable(prov))  # a copy: the decoded record stays as it is
     raw = out.pop("settings_json", "{}")
     try:
         out["settings"] = json.loads(raw) if raw else {}
