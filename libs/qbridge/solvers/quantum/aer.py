@@ -197,9 +197,9 @@ class _ExactAerBackend(QuantumBackend):
         circuit.save_probabilities()
         bound = prepared.bind_matrix(values)
         binds = {param: bound[:, i] for i, param in enumerate(circuit.parameters)}
-        result = aer_simulator(self.method, self._threads).run(
-            circuit, parameter_binds=[binds]
-        ).result()
+        result = (
+            aer_simulator(self.method, self._threads).run(circuit, parameter_binds=[binds]).result()
+        )
         probabilities = np.array(
             [result.data(i)["probabilities"] for i in range(values.shape[0])], dtype=np.float64
         )
@@ -207,9 +207,7 @@ class _ExactAerBackend(QuantumBackend):
         rows = []
         for obs in observables:
             if id(obs) not in diagonals:
-                diagonals[id(obs)] = z_diagonal(
-                    prepared.map_observable(obs), circuit.num_qubits
-                )
+                diagonals[id(obs)] = z_diagonal(prepared.map_observable(obs), circuit.num_qubits)
             rows.append(diagonals[id(obs)])
         evs = np.einsum("ij,ij->i", probabilities, np.array(rows))
         return np.round(evs, _EV_DECIMALS)

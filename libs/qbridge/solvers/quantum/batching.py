@@ -34,9 +34,10 @@ import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 from qiskit.quantum_info import SparsePauliOp
 
 from qbridge.solvers.quantum.base import BitMatrix, FloatArray, PreparedCircuit, QuantumBackend
@@ -55,7 +56,7 @@ class _Request:
     shots: int
     seed: int
     observable: SparsePauliOp | None = None
-    result: FloatArray | BitMatrix | None = None
+    result: npt.NDArray[Any] | None = None
     error: BaseException | None = None
     done: bool = False
 
@@ -105,7 +106,7 @@ class Lockstep:
             if self._pending and len(self._pending) >= self._active:
                 self._flush()
 
-    def submit(self, request: _Request) -> FloatArray | BitMatrix:
+    def submit(self, request: _Request) -> npt.NDArray[Any]:
         """Wait for every running lane's request, then serve them all in one call."""
         with self._cond:
             self._pending[request.lane] = request
@@ -139,7 +140,10 @@ class Lockstep:
                 group[0].error, group[0].done = exc, True
                 return
             logger.warning(
-                "batched %s of %d jobs failed (%s): retrying job by job", group[0].kind, len(group), exc
+                "batched %s of %d jobs failed (%s): retrying job by job",
+                group[0].kind,
+                len(group),
+                exc,
             )
             self.stats.fallbacks += 1
             for r in group:
@@ -152,7 +156,7 @@ class Lockstep:
         for r, res in zip(group, results, strict=True):
             r.result, r.done = res, True
 
-    def _call(self, group: list[_Request]) -> list[FloatArray] | list[BitMatrix]:
+    def _call(self, group: list[_Request]) -> list[npt.NDArray[Any]]:
         first = group[0]
         self.stats.backend_calls += 1
         values = np.concatenate([r.values for r in group])
@@ -161,10 +165,13 @@ class Lockstep:
         if first.kind == "sample":
             bits = self.backend.sample(first.prepared, values, shots=first.shots, seed=seed)
             return list(np.split(bits, sizes))
-        observables = [r.observable for r in group for _ in range(r.values.shape[0])]
+        observables: list[SparsePauliOp] = []
+        for r in group:
+            assert r.observable is not None  # every estimate request carries one
+            observables += [r.observable] * r.values.shape[0]
         evs = self.backend.estimate_rows(
             first.prepared,
-            [o for o in observables if o is not None],
+            observables,
             values,
             shots=first.shots,
             seed=seed,

@@ -26,10 +26,10 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
@@ -52,13 +52,13 @@ from qbridge.solvers.base import (
 from qbridge.solvers.quantum.angles import initial_candidates
 from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit, expand_angles
 from qbridge.solvers.quantum.backends import make_backend
-from qbridge.solvers.quantum.batching import Lane, run_lockstep
 from qbridge.solvers.quantum.base import (
     BitMatrix,
     FloatArray,
     PreparedCircuit,
     QuantumBackend,
 )
+from qbridge.solvers.quantum.batching import Lane, run_lockstep
 from qbridge.solvers.quantum.cache import DEFAULT_TRANSPILE_CACHE, StructureKey, TranspileCache
 from qbridge.solvers.quantum.checkpoint import CheckpointStore, LoopCheckpoint
 from qbridge.solvers.quantum.mitigation import ZeroNoiseExtrapolator, ZneSettings
@@ -249,6 +249,14 @@ class _Loop:
         return cp
 
 
+class LaneSolver(Protocol):
+    """What :meth:`QaoaSolver.solve_group` calls per job: a solve on a batch lane."""
+
+    def solve_lane(self, problem: Problem, budget: Budget, lane: Lane) -> Outcome:
+        """Solve one job with every backend call going through ``lane``."""
+        ...
+
+
 class QaoaSolver(Solver):
     """QAOA on a pluggable quantum backend.
 
@@ -332,18 +340,20 @@ class QaoaSolver(Solver):
         return ("qaoa", id(self), model.num_qubits, structure, budget.shots)
 
     def solve_group(
-        self, tasks: Sequence[Callable[[Lane], Outcome]]
+        self, members: Sequence[tuple[LaneSolver, Problem, Budget]]
     ) -> list[Outcome | Exception]:
-        """Run solves of compatible jobs in lockstep on this solver's backend.
+        """Run compatible jobs in lockstep on this solver's backend (cross-job batching).
 
         Args:
-            tasks: One per job: calls :meth:`solve` (possibly through a wrapper
-                that adds the job's checkpoint key) with the lane it is given.
+            members: ``(solver, problem, budget)`` per job, all of one
+                :meth:`batch_key`; ``solver`` is this solver or a wrapper of it
+                bound to the job (checkpoint key, progress), see :class:`LaneSolver`.
 
         Returns:
             Each job's outcome or exception, in order: one job's failure is not
             another's.
         """
+        tasks = [functools.partial(s.solve_lane, problem, budget) for s, problem, budget in members]
         results, stats = run_lockstep(self.backend, tasks)
         logger.info(
             "qaoa batch of %d jobs: %d backend calls for %d requests (%d fallbacks)",
@@ -353,6 +363,10 @@ class QaoaSolver(Solver):
             stats.fallbacks,
         )
         return results
+
+    def solve_lane(self, problem: Problem, budget: Budget, lane: Lane) -> Outcome:
+        """:meth:`solve` inside a cross-job batch (no checkpoint key)."""
+        return self.solve(problem, budget, lane=lane)
 
     def solve_many(
         self, problems: Sequence[Problem], budgets: Sequence[Budget]
@@ -365,6 +379,9 @@ class QaoaSolver(Solver):
 
         Returns:
             Each job's outcome or exception, in order.
+
+        Raises:
+            ValueError: ``problems`` and ``budgets`` differ in length.
         """
         if len(problems) != len(budgets):
             raise ValueError(f"{len(problems)} problems but {len(budgets)} budgets")
@@ -380,13 +397,10 @@ class QaoaSolver(Solver):
                 except Exception as exc:
                     results[members[0]] = exc
                 continue
-            tasks = [functools.partial(self._solve_in, problems[i], budgets[i]) for i in members]
-            for i, result in zip(members, self.solve_group(tasks), strict=True):
+            group = self.solve_group([(self, problems[i], budgets[i]) for i in members])
+            for i, result in zip(members, group, strict=True):
                 results[i] = result
         return results
-
-    def _solve_in(self, problem: Problem, budget: Budget, lane: Lane) -> Outcome:
-        return self.solve(problem, budget, lane=lane)
 
     def solve(
         self,
