@@ -18,7 +18,7 @@ from qbridge.executor.app import ExecutorApp
 from qbridge.executor.worker import batch_groups, execute_group
 from qbridge.problems.maxcut import MaxCut
 from qbridge.solvers.base import Budget, Outcome
-from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, TranspileCache
+from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, TranspileCache, make_backend
 from qbridge.solvers.quantum.aer import AerStatevectorBackend, z_diagonal
 from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit, expand_angles
 from qbridge.solvers.quantum.base import FloatArray, PreparedCircuit
@@ -128,6 +128,17 @@ def test_a_failing_job_does_not_fail_the_others() -> None:
     assert backend.batched_failures >= 1  # the shared call failed, then job by job
 
 
+def test_a_transient_failure_of_the_shared_call_is_retried_job_by_job() -> None:
+    backend = make_backend(
+        "aer_statevector", fail_with="transient", fail_on="estimate", fail_after=0, fail_times=1
+    )
+    solver = QaoaSolver(backend, SETTINGS, cache=TranspileCache())
+    problems = [graph(6, s) for s in range(3)]
+    results = solver.solve_many(problems, [Budget(shots=256, seed=1)] * 3)
+    # The first (batched) estimate failed once; each job's own retry succeeded.
+    assert all(_ok(r).provenance.settings["batch_size"] == 3 for r in results)
+
+
 def test_incompatible_jobs_are_not_batched() -> None:
     solver = QaoaSolver(
         AerStatevectorBackend(), SETTINGS, cache=TranspileCache(), template_max_qubits=6
@@ -163,9 +174,7 @@ def test_probability_estimates_match_the_estimator() -> None:
         )
         values = expand_angles(model, angles, 1)
         single = backend.estimate(prepared, model.observable(), values, shots=0, seed=0)
-        rows = backend.estimate_rows(
-            prepared, [model.observable()] * 2, values, shots=0, seed=0
-        )
+        rows = backend.estimate_rows(prepared, [model.observable()] * 2, values, shots=0, seed=0)
         np.testing.assert_allclose(rows, single, atol=1e-9)
     with pytest.raises(ValueError, match="diagonal"):
         z_diagonal(SparsePauliOp("XI"), 2)

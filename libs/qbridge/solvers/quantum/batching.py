@@ -128,7 +128,13 @@ class Lockstep:
         for r in requests:
             groups.setdefault((r.kind, id(r.prepared), r.shots), []).append(r)
         for group in groups.values():
-            self._serve(group)
+            try:
+                self._serve(group)
+            except Exception as exc:  # a defect here must not leave lanes waiting forever
+                logger.error("serving a batched %s failed: %s", group[0].kind, exc, exc_info=True)
+                for r in group:
+                    if not r.done:
+                        r.error, r.done = exc, True
         self.stats.requests += len(requests)
         self._cond.notify_all()
 
