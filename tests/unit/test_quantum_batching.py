@@ -18,7 +18,7 @@ from qbridge.executor.app import ExecutorApp
 from qbridge.executor.worker import batch_groups, execute_group
 from qbridge.problems.maxcut import MaxCut
 from qbridge.solvers.base import Budget, Outcome
-from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, TranspileCache, make_backend
+from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, TranspileCache, aer, make_backend
 from qbridge.solvers.quantum.aer import AerStatevectorBackend, z_diagonal
 from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit, expand_angles
 from qbridge.solvers.quantum.base import FloatArray, PreparedCircuit
@@ -164,7 +164,12 @@ def test_incompatible_jobs_are_not_batched() -> None:
     assert sizes == [2, 1, 2]
 
 
-def test_probability_estimates_match_the_estimator() -> None:
+@pytest.mark.parametrize("probabilities_up_to", [16, 0])
+def test_batched_estimates_match_single_estimates(
+    probabilities_up_to: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 16: read back basis-state probabilities; 0: one EstimatorV2 PUB (wide circuits).
+    monkeypatch.setattr(aer, "_PROBABILITIES_MAX_QUBITS", probabilities_up_to)
     backend = AerStatevectorBackend()
     models = [IsingModel.from_qubo(graph(6, s).to_qubo().qubo) for s in range(3)]
     angles = np.array([[0.3, 0.4], [-0.2, 0.6]])
@@ -174,8 +179,17 @@ def test_probability_estimates_match_the_estimator() -> None:
         )
         values = expand_angles(model, angles, 1)
         single = backend.estimate(prepared, model.observable(), values, shots=0, seed=0)
-        rows = backend.estimate_rows(prepared, [model.observable()] * 2, values, shots=0, seed=0)
-        np.testing.assert_allclose(rows, single, atol=1e-9)
+        other = IsingModel.from_qubo(graph(6, 9).to_qubo().qubo)
+        mixed = [model.observable(), other.observable()]
+        rows = backend.estimate_rows(prepared, mixed, values, shots=0, seed=0)
+        assert rows[0] == pytest.approx(single[0], abs=1e-9)
+        if other.linear_support == model.linear_support and (
+            other.quadratic_support == model.quadratic_support
+        ):
+            return
+        # Row 1 binds model's weights but is measured with other's observable.
+        direct = backend.estimate(prepared, other.observable(), values[1:], shots=0, seed=0)
+        assert rows[1] == pytest.approx(direct[0], abs=1e-9)
     with pytest.raises(ValueError, match="diagonal"):
         z_diagonal(SparsePauliOp("XI"), 2)
 

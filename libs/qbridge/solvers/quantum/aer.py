@@ -151,10 +151,16 @@ class _ExactAerBackend(QuantumBackend):
         shots: int,
         seed: int,
     ) -> FloatArray:
+        return self._run_estimator(prepared, prepared.map_observable(observable), values)
+
+    def _run_estimator(
+        self, prepared: PreparedCircuit, observables: Any, values: FloatArray
+    ) -> FloatArray:
+        """One EstimatorV2 PUB (exact): ``observables`` broadcast against the rows."""
         estimator = AerEstimatorV2.from_backend(
             aer_simulator(self.method, self._threads), options={"default_precision": 0.0}
         )
-        pub = (prepared.circuit, prepared.map_observable(observable), prepared.bind_matrix(values))
+        pub = (prepared.circuit, observables, prepared.bind_matrix(values))
         result = estimator.run([pub]).result()
         evs = np.asarray(result[0].data.evs, dtype=np.float64).reshape(-1)
         return np.round(evs, _EV_DECIMALS)
@@ -173,15 +179,9 @@ class _ExactAerBackend(QuantumBackend):
         # ONE PUB: a (k,) observables array broadcast against (k, m) parameter rows,
         # so Aer runs the circuit once with k parameter binds (several PUBs would
         # be one simulator run each: Aer's EstimatorV2 loops over PUBs).
-        estimator = AerEstimatorV2.from_backend(
-            aer_simulator(self.method, self._threads), options={"default_precision": 0.0}
-        )
         mapped = np.empty(len(observables), dtype=object)
         mapped[:] = [prepared.map_observable(o) for o in observables]
-        pub = (prepared.circuit, mapped, prepared.bind_matrix(values))
-        result = estimator.run([pub]).result()
-        evs = np.asarray(result[0].data.evs, dtype=np.float64).reshape(-1)
-        return np.round(evs, _EV_DECIMALS)
+        return self._run_estimator(prepared, mapped, values)
 
     def _estimate_rows_from_probabilities(
         self,

@@ -13,6 +13,12 @@ Flow of :meth:`QaoaSolver.solve`:
    on the original problem, then ranked. Samples are reported raw: no classical
    polishing, so the outcome measures the quantum routine honestly.
 
+Cross-job batching (:meth:`QaoaSolver.solve_many`, :mod:`.batching`): the same
+flow per job, but steps 3-5 of compatible jobs run in lockstep and share each
+backend call. Per job, provenance then records ``batch_size`` and
+``dense_template``; ``backend_calls`` counts the shared calls the job took part in,
+and its stage timings include waiting for the other jobs of the batch.
+
 Cost units (provenance ``cost_units``): ``depth * (shots + 100 * exact_sets) / 1e4``
 where ``shots`` counts every shot spent and ``exact_sets`` the parameter sets
 evaluated exactly (a simulator-only luxury priced as 100 shots each). With
