@@ -196,10 +196,9 @@ def test_batched_estimates_match_single_estimates(
 
 # -- executor level ------------------------------------------------------------------
 
-NOW = datetime.now(UTC)
-
 
 def _item(i: int, n: int = 6, **overrides: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)  # per item: a module-level time would be stale in a long run
     problem = graph(n, i)
     item: dict[str, Any] = {
         "work_id": f"job-{i}:1:quantum",
@@ -218,9 +217,9 @@ def _item(i: int, n: int = 6, **overrides: Any) -> dict[str, Any]:
         "seed": i,
         "top_n": 3,
         "priority": 5,
-        "deadline_at": NOW + timedelta(seconds=60),
+        "deadline_at": now + timedelta(seconds=60),
         "correlation_id": f"corr-{i}",
-        "enqueued_at": NOW,
+        "enqueued_at": now,
     }
     item.update(overrides)
     return item
@@ -233,12 +232,13 @@ def test_executor_groups_compatible_items_and_reports_each_job() -> None:
     )
     items = [_item(i) for i in range(4)] + [_item(9, n=7)]
     items.append(_item(10, problem={"num_nodes": 2, "edges": [{"u": 0, "v": 5, "weight": 1}]}))
-    items.append(_item(11, deadline_at=NOW - timedelta(seconds=1)))
+    now = datetime.now(UTC)
+    items.append(_item(11, deadline_at=now - timedelta(seconds=1)))
 
-    groups = batch_groups(items, solvers.for_item, NOW)
+    groups = batch_groups(items, solvers.for_item, now)
     assert sorted(map(sorted, groups)) == [[0, 1, 2, 3], [4], [5], [6]]
 
-    records = execute_group(items[:4] + items[5:], solvers.for_item, NOW)
+    records = execute_group(items[:4] + items[5:], solvers.for_item, now)
     statuses = [[r["status"] for r in recs] for recs in records]
     assert statuses[:4] == [["started", "ok"]] * 4
     assert statuses[4] == ["started", "error"]  # invalid problem: its own error
