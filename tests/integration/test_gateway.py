@@ -217,8 +217,25 @@ def test_solve_stays_in_time_while_the_quantum_executor_is_stopped(
         pipeline.restart("quantum-executor")
 
 
+@pytest.fixture
+def one_qaoa_at_a_time(pipeline: Pipeline) -> Iterator[None]:
+    """The quantum executor without cross-job batching, for the flood arithmetic below.
+
+    With batching, the 30 compatible flood jobs run as one lockstep batch and the
+    backlog drains before the lag can show.
+    """
+    svc = pipeline["quantum-executor"]
+    svc.stop()
+    svc.env["QBRIDGE_CROSS_JOB_BATCHING"] = "false"
+    pipeline.restart("quantum-executor")
+    yield
+    svc.stop()
+    svc.env.pop("QBRIDGE_CROSS_JOB_BATCHING", None)
+    pipeline.restart("quantum-executor")
+
+
 def test_solve_stays_in_time_while_the_quantum_executor_is_flooded(
-    stub: pb_grpc.GatewayStub, producer: BusProducer, pipeline: Pipeline
+    stub: pb_grpc.GatewayStub, producer: BusProducer, pipeline: Pipeline, one_qaoa_at_a_time: None
 ) -> None:
     # Precondition: quantum work is routed to quantum (an earlier test that stopped the
     # executor may have opened the circuit breaker; it closes after the cooldown).

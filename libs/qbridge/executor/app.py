@@ -32,7 +32,14 @@ from qbridge.contracts import AvroCodec, default_registry
 from qbridge.contracts.records import JobProgress
 from qbridge.errors import CodecError, DeliveryError, QBridgeError, SolverError, StoppingError
 from qbridge.executor.announce import PendingStart, StartAnnouncer
-from qbridge.executor.worker import WorkerSettings, error_record, execute, observe
+from qbridge.executor.worker import (
+    WorkerSettings,
+    batch_groups,
+    error_record,
+    execute,
+    execute_group,
+    observe,
+)
 from qbridge.service.lifecycle import ServiceRuntime
 from qbridge.service.logs import log_context
 from qbridge.service.settings import ServiceSettings
@@ -187,6 +194,7 @@ class ExecutorApp:
         prewarm: Iterable[str] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         concurrency: int = 1,
+        group_max: int = 0,
     ) -> None:
         """Wire the app.
 
@@ -201,6 +209,10 @@ class ExecutorApp:
             clock: Wall clock.
             concurrency: Work items of a batch solved at the same time (threads: CP-SAT
                 and the simulators release the GIL while they compute).
+            group_max: Cross-job batching: up to this many compatible items of a
+                batch (equal batch keys of a group solver) are solved together and
+                share their backend calls, as one of the ``concurrency`` solves;
+                0 or 1 turns it off.
         """
         self.service = service
         self.consumer = consumer
@@ -213,6 +225,7 @@ class ExecutorApp:
         self.clock = clock
         self.handled = 0
         self.concurrency = max(1, concurrency)
+        self.group_max = max(1, group_max)
         self._pool = (
             ThreadPoolExecutor(self.concurrency, thread_name_prefix=f"{service}-solve")
             if self.concurrency > 1
@@ -223,6 +236,32 @@ class ExecutorApp:
 
     def handle(self, record: Record) -> None:
         """Run one work item; emit ``started`` (see :class:`StartAnnouncer`) and its result."""
+        item = record.value
+        with log_context(
+            job_id=item["job_id"], correlation_id=item["correlation_id"], work_id=item["work_id"]
+        ):
+            execute(
+                item,
+                self.solvers.for_item,
+                self.clock(),
+                emit=self._emitter(record),
+                settings=self.worker,
+            )
+        self.handled += 1
+
+    def handle_group(self, records: Sequence[Record]) -> None:
+        """Run compatible work items together (cross-job batching); one outcome each."""
+        execute_group(
+            [r.value for r in records],
+            self.solvers.for_item,
+            self.clock(),
+            emits=[self._emitter(r) for r in records],
+            settings=self.worker,
+        )
+        self.handled += len(records)
+
+    def _emitter(self, record: Record) -> Callable[[dict[str, Any]], None]:
+        """Produce the outcomes of ``record``'s item (keyed by job id), with metrics."""
         item = record.value
         job_id = item["job_id"]
         backend = str(item.get("backend") or "")
@@ -256,14 +295,13 @@ class ExecutorApp:
                 self.producer.send(self.outcomes_topic, outcome, key=job_id, headers=headers)
             observe(outcome, self.service, backend)
 
-        with log_context(
-            job_id=job_id, correlation_id=item["correlation_id"], work_id=item["work_id"]
-        ):
-            execute(item, self.solvers.for_item, self.clock(), emit=emit, settings=self.worker)
-        self.handled += 1
+        return emit
 
     def handle_batch(self, records: Sequence[Record]) -> None:
         """Run a batch of work items, ``concurrency`` at a time (the consumer's batch handler).
+
+        With cross-job batching (``group_max``), compatible items form one unit of
+        work that takes one of the ``concurrency`` slots (see :meth:`handle_group`).
 
         Returns once every item's outcome is produced; the consumer then flushes once
         and stores the batch's offsets (in order per partition), so an instance killed
@@ -275,22 +313,42 @@ class ExecutorApp:
             StoppingError: Shutting down: items not yet started were skipped; the
                 consumer hands the batch back.
         """
-        if self._pool is None or len(records) == 1:
-            for record in records:
-                self.handle(record)
+        units = self._units(records)
+        if self._pool is None or len(units) == 1:
+            for unit in units:
+                self._handle_unit(unit)
             return
-        futures = [self._pool.submit(self._handle_unless_stopping, r) for r in records]
+        futures = [self._pool.submit(self._handle_unless_stopping, u) for u in units]
         errors = [f.exception() for f in futures]  # waits for every item
         first = next((e for e in errors if e is not None), None)
         if first is not None:
             raise first
 
-    def _handle_unless_stopping(self, record: Record) -> None:
+    def _units(self, records: Sequence[Record]) -> list[list[Record]]:
+        """The batch as units of work: single items, or groups of compatible items."""
+        if self.group_max < 2 or len(records) < 2:
+            return [[r] for r in records]
+        groups = batch_groups(
+            [r.value for r in records],
+            self.solvers.for_item,
+            self.clock(),
+            settings=self.worker,
+            max_size=self.group_max,
+        )
+        return [[records[i] for i in group] for group in groups]
+
+    def _handle_unit(self, unit: Sequence[Record]) -> None:
+        if len(unit) == 1:
+            self.handle(unit[0])
+        else:
+            self.handle_group(unit)
+
+    def _handle_unless_stopping(self, unit: Sequence[Record]) -> None:
         # On SIGTERM only the solves already running finish: a batch's queued items are
         # handed back (offsets not stored, redelivered), so shutdown does not wait for them.
         if self.consumer.stopping:
             raise StoppingError("shutting down: not started")
-        self.handle(record)
+        self._handle_unit(unit)
 
     def run(self) -> None:
         """Prewarm, then consume until :meth:`stop` (the work items in hand are finished)."""
@@ -333,6 +391,7 @@ def serve_executor(
     worker: WorkerSettings,
     prewarm: Iterable[str] = (),
     progress: ProgressPublisher | None = None,
+    group_max: int = 0,
 ) -> int:
     """The whole ``__main__`` of an executor service: wire, serve until SIGTERM.
 
@@ -346,6 +405,8 @@ def serve_executor(
         prewarm: Backends to build before consuming.
         progress: The progress publisher the solvers report to (its topic is created
             with the others; closed at exit).
+        group_max: Cross-job batching: compatible items solved together at most
+            (0: off); see :class:`ExecutorApp`.
 
     Returns:
         The process exit code.
@@ -384,6 +445,7 @@ def serve_executor(
         worker=worker,
         prewarm=prewarm,
         concurrency=settings.concurrency,
+        group_max=group_max,
     )
 
     def on_exit() -> None:

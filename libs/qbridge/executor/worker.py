@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from qbridge.contracts.convert import outcome_fields, problem_from_avro
 from qbridge.contracts.records import (
@@ -208,12 +208,44 @@ def execute(
     t0 = time.monotonic()
     try:
         problem = problem_from_avro(item.problem_type, item.problem)
-        chosen = solver if isinstance(solver, Solver) else solver(work_item)
-        exact = ExactSolver(cfg.exact_max_variables)
-        if cfg.exact_max_variables > 0 and exact.eligibility(problem).eligible:
-            chosen = exact
+        chosen = _choose(solver, work_item, problem, cfg)
         outcome = chosen.solve(problem, budget)
-        record = ok_record(item, problem, outcome, queue_s, clock())
+    except Exception as exc:
+        _emit(_final_record(item, None, exc, queue_s, t0, cfg, clock))
+    else:
+        _emit(_final_record(item, problem, outcome, queue_s, t0, cfg, clock))
+    return out
+
+
+def _choose(
+    solver: Solver | Callable[[Mapping[str, Any]], Solver],
+    work_item: Mapping[str, Any],
+    problem: Problem,
+    cfg: WorkerSettings,
+) -> Solver:
+    """The item's solver, or the exact one when the problem is small enough for it."""
+    chosen = solver if isinstance(solver, Solver) else solver(work_item)
+    exact = ExactSolver(cfg.exact_max_variables)
+    if cfg.exact_max_variables > 0 and exact.eligibility(problem).eligible:
+        return exact
+    return chosen
+
+
+def _final_record(
+    item: WorkItem,
+    problem: Problem | None,
+    result: Outcome | Exception,
+    queue_s: float,
+    t0: float,
+    cfg: WorkerSettings,
+    clock: Callable[[], datetime],
+) -> dict[str, Any]:
+    """The ``ok`` or ``error`` record of a solve that ran (logged either way)."""
+    try:
+        if isinstance(result, Exception):
+            raise result
+        assert problem is not None
+        record = ok_record(item, problem, result, queue_s, clock())
     except Exception as exc:
         cls = classify(exc)
         log = logger.error if cls is ErrorClass.DEFECT else logger.warning
@@ -225,16 +257,154 @@ def execute(
             exc,
             exc_info=cls is ErrorClass.DEFECT,
         )
-        record = error_record(item, exc, clock(), cfg.max_error_chars)
-    else:
-        logger.info(
-            "%s solved in %.3fs: objective %s (feasible %s)",
-            item.work_id,
-            time.monotonic() - t0,
-            record["solution"]["objective"],
-            record["solution"]["feasible"],
-        )
-    _emit(record)
+        return error_record(item, exc, clock(), cfg.max_error_chars)
+    logger.info(
+        "%s solved in %.3fs: objective %s (feasible %s)",
+        item.work_id,
+        time.monotonic() - t0,
+        record["solution"]["objective"],
+        record["solution"]["feasible"],
+    )
+    return record
+
+
+@runtime_checkable
+class GroupSolver(Protocol):
+    """A solver that solves compatible work items of one batch together.
+
+    The quantum executor's QAOA solver: compatible items (equal :meth:`batch_key`)
+    share each backend call (cross-job batching); each still gets its own outcome.
+    """
+
+    def batch_key(self, problem: Problem, budget: Budget) -> Hashable | None:
+        """Equal keys mean compatible items; None: this item runs alone."""
+        ...
+
+    def solve_group(
+        self, members: Sequence[tuple[Any, Problem, Budget]]
+    ) -> list[Outcome | Exception]:
+        """Solve ``(solver, problem, budget)`` members of one key together, in order.
+
+        Each member's solver is the one chosen for its item (a group solver of the
+        same key, possibly bound to the item's checkpoints and progress).
+        """
+        ...
+
+
+def batch_groups(
+    work_items: Sequence[Mapping[str, Any]],
+    solver: Solver | Callable[[Mapping[str, Any]], Solver],
+    now: datetime,
+    *,
+    settings: WorkerSettings | None = None,
+    max_size: int = 32,
+) -> list[list[int]]:
+    """Partition a batch's work items into groups to solve together (cross-job batching).
+
+    Items whose solver is a :class:`GroupSolver` and whose batch keys are equal form
+    a group (split into chunks of ``max_size``); every other item (another solver,
+    no key, or one that cannot start: :func:`execute` reports why) is a group of one.
+
+    Returns:
+        Lists of indices into ``work_items``, in order of first appearance.
+    """
+    cfg = settings or WorkerSettings()
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    groups: dict[Hashable, list[int]] = {}
+    for i, raw in enumerate(work_items):
+        key: Hashable | None = None
+        try:
+            item = WorkItem.from_avro(raw)
+            budget, _ = budget_for(item, now, cfg)
+            problem = problem_from_avro(item.problem_type, item.problem)
+            chosen = _choose(solver, raw, problem, cfg)
+            if isinstance(chosen, GroupSolver):
+                key = chosen.batch_key(problem, budget)
+        except Exception as exc:  # reported by execute() when the item runs alone
+            logger.debug("item %d runs alone: %s", i, exc)
+        groups.setdefault(("alone", i) if key is None else ("group", key), []).append(i)
+    size = max(1, max_size)
+    return [
+        members[start : start + size]
+        for members in groups.values()
+        for start in range(0, len(members), size)
+    ]
+
+
+def execute_group(
+    work_items: Sequence[Mapping[str, Any]],
+    solver: Solver | Callable[[Mapping[str, Any]], Solver],
+    now: datetime,
+    *,
+    emits: Sequence[Emit] | None = None,
+    settings: WorkerSettings | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[list[dict[str, Any]]]:
+    """Run compatible work items together (one group of :func:`batch_groups`).
+
+    Each item is reported exactly as by :func:`execute` (``started`` then ``ok`` or
+    ``error``; ``[error]`` when its deadline leaves no time); only the solves of the
+    items that start are shared, through the first solver's
+    :meth:`GroupSolver.solve_group`. An item whose problem or solver cannot be built,
+    or whose solver is no group solver, is reported or solved on its own.
+
+    Args:
+        work_items: Decoded ``qbridge.WorkItem`` values.
+        solver: As for :func:`execute`.
+        now: When the executor took the items.
+        emits: One callback per item, called with each of its records as soon as
+            it exists (all ``started`` records before the shared solve begins).
+        settings: Budget rules.
+        clock: Wall clock for ``produced_at`` of the final records.
+
+    Returns:
+        Each item's records, in order.
+    """
+    cfg = settings or WorkerSettings()
+    now = now if now.tzinfo else now.replace(tzinfo=UTC)
+    out: list[list[dict[str, Any]]] = [[] for _ in work_items]
+
+    def _emit(i: int, record: dict[str, Any]) -> None:
+        out[i].append(record)
+        if emits is not None:
+            emits[i](record)
+
+    t0 = time.monotonic()
+    members: list[tuple[int, WorkItem, float, tuple[GroupSolver, Problem, Budget]]] = []
+    for i, raw in enumerate(work_items):
+        item = WorkItem.from_avro(raw)
+        try:
+            budget, queue_s = budget_for(item, now, cfg)
+        except BudgetExceededError as exc:
+            logger.warning("not starting %s: %s", item.work_id, exc)
+            _emit(i, error_record(item, exc, now, cfg.max_error_chars))
+            continue
+        _emit(i, started_record(item, now))
+        problem: Problem | None = None
+        try:
+            problem = problem_from_avro(item.problem_type, item.problem)
+            chosen = _choose(solver, raw, problem, cfg)
+            if not isinstance(chosen, GroupSolver):
+                _emit(
+                    i,
+                    _final_record(
+                        item, problem, chosen.solve(problem, budget), queue_s, t0, cfg, clock
+                    ),
+                )
+                continue
+        except Exception as exc:
+            _emit(i, _final_record(item, problem, exc, queue_s, t0, cfg, clock))
+            continue
+        members.append((i, item, queue_s, (chosen, problem, budget)))
+    if not members:
+        return out
+    lead = members[0][3][0]
+    try:
+        results = lead.solve_group([m[3] for m in members])
+    except Exception as exc:  # a defect of the group itself: every member reports it
+        results = [exc] * len(members)
+    for (i, item, queue_s, (_, problem, _)), result in zip(members, results, strict=True):
+        _emit(i, _final_record(item, problem, result, queue_s, t0, cfg, clock))
     return out
 
 

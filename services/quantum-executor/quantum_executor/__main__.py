@@ -31,6 +31,7 @@ def main() -> int:
         ),
         progress=progress,
         progress_settings=settings.progress(),
+        template_max_qubits=settings.batch_template_max_qubits,
     )
     return serve_executor(
         SERVICE,
@@ -41,6 +42,7 @@ def main() -> int:
         settings.worker(),
         prewarm=[b for b in settings.prewarm_backends if b in settings.backends],
         progress=progress,
+        group_max=settings.group_max(),
     )
 
 

@@ -67,6 +67,13 @@ class QuantumSettings(ServiceSettings):
         progress_topic: Topic of the progress events.
         progress_interval_ms: At most one progress event per run per this many ms
             while optimizing (0: every iteration; first, last and failed always sent).
+        cross_job_batching: Solve compatible QAOA work items of a consumer batch
+            together, one backend call per optimizer step for all of them (see
+            ``qbridge.solvers.quantum.batching`` for what "compatible" means).
+        cross_job_batch_max: Items solved together at most.
+        batch_template_max_qubits: On exact simulators, batched items of up to this
+            many qubits share the dense template circuit whatever their graph;
+            larger ones batch only with the same sparsity pattern.
         kafka: Kafka connection settings (``KAFKA_*``).
     """
 
@@ -105,6 +112,9 @@ class QuantumSettings(ServiceSettings):
     progress_topic: str = JOB_PROGRESS.name
     progress_interval_ms: int = Field(default=1000, ge=0)
 
+    cross_job_batching: bool = True
+    cross_job_batch_max: int = Field(default=32, ge=2)
+    batch_template_max_qubits: int = Field(default=12, ge=0)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     @field_validator("quantum_fail_mode", "quantum_fail_times", mode="before")
@@ -150,6 +160,10 @@ class QuantumSettings(ServiceSettings):
             JOB_PROGRESS.partitions,
             JOB_PROGRESS.retention_ms,
         )
+
+    def group_max(self) -> int:
+        """Largest group of compatible items solved together (0: batching off)."""
+        return self.cross_job_batch_max if self.cross_job_batching else 0
 
     def worker(self) -> WorkerSettings:
         """Budget rules of the shared worker."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +21,9 @@ from qbridge.problems.maxcut import MaxCut
 from qbridge.qml.solvers import QuantumKernelSolver
 from qbridge.solvers.base import Budget, Eligibility, Outcome, Solver
 from qbridge.solvers.quantum import QaoaSettings, QaoaSolver, QuantumBackend, make_backend
+from qbridge.solvers.quantum.batching import Lane
 from qbridge.solvers.quantum.checkpoint import CheckpointStore
+from qbridge.solvers.quantum.qaoa import LaneSolver
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class QuantumSolvers:
             starts its optimizer loop again).
         progress: Where throttled progress events of QAOA runs go (None: none).
         progress_settings: How often a run reports.
+        template_max_qubits: Dense-template limit of cross-job batches (see
+            :class:`QaoaSolver`).
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class QuantumSolvers:
         checkpoints: CheckpointStore | None = None,
         progress: ProgressSink | None = None,
         progress_settings: ProgressSettings | None = None,
+        template_max_qubits: int = 12,
     ) -> None:
         self.allowed = frozenset(allowed)
         self.qaoa = qaoa or QaoaSettings()
@@ -96,6 +101,7 @@ class QuantumSolvers:
         self.checkpoints = checkpoints
         self.progress = progress
         self.progress_settings = progress_settings or ProgressSettings()
+        self.template_max_qubits = template_max_qubits
         # The solvers checkpoint into the tracker, which stores (when durable checkpoints
         # are configured) and then reports the run's progress.
         self._store: CheckpointStore | None = (
@@ -130,7 +136,12 @@ class QuantumSolvers:
                 ) from exc
             if options.get("fail_with"):
                 logger.warning("failure injection on %s: %s", backend, options)
-            solver = QaoaSolver(built, self.qaoa, checkpoints=self._store)
+            solver = QaoaSolver(
+                built,
+                self.qaoa,
+                checkpoints=self._store,
+                template_max_qubits=self.template_max_qubits,
+            )
             self._solvers[backend] = solver
             return solver
 
@@ -190,11 +201,25 @@ class _Checkpointed(Solver):
         return self.inner.eligibility(problem)
 
     def solve(self, problem: Problem, budget: Budget) -> Outcome:
+        return self.solve_lane(problem, budget, None)
+
+    def solve_lane(self, problem: Problem, budget: Budget, lane: Lane | None) -> Outcome:
+        """Solve with this item's checkpoints and progress, alone or on a batch lane."""
         if self.tracker is None or self.run is None:
-            return self.inner.solve(problem, budget, checkpoint_key=self.key)
+            return self.inner.solve(problem, budget, checkpoint_key=self.key, lane=lane)
         with self.tracker.watch(self.key, self.run) as run:
             try:
-                return self.inner.solve(problem, budget, checkpoint_key=self.key)
+                return self.inner.solve(problem, budget, checkpoint_key=self.key, lane=lane)
             except Exception:
                 run.failed()
                 raise
+
+    def batch_key(self, problem: Problem, budget: Budget) -> Hashable | None:
+        """The inner solver's key: items of one backend batch across checkpoint keys."""
+        return self.inner.batch_key(problem, budget)
+
+    def solve_group(
+        self, members: Sequence[tuple[LaneSolver, Problem, Budget]]
+    ) -> list[Outcome | Exception]:
+        """Delegated: each member solves with its own checkpoint key and progress."""
+        return self.inner.solve_group(members)

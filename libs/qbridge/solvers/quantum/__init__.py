@@ -8,6 +8,9 @@ Public API:
 * :class:`QuantumBackend`: the one backend interface.
 * :class:`TranspileCache`: structure-keyed transpile cache (``DEFAULT_TRANSPILE_CACHE``).
 * :class:`FailingBackend`: failure injection (``make_backend(..., fail_with=...)``).
+* Cross-job batching (:mod:`.batching`): :meth:`QaoaSolver.solve_many` /
+  :meth:`QaoaSolver.solve_group` run compatible jobs' loops in lockstep, one
+  backend call per optimizer step for all of them.
 """
 
 from qbridge.solvers.quantum.backends import BACKEND_NAMES, make_backend

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,27 @@ logger = logging.getLogger(__name__)
 # reductions may differ in the last bits between runs, and COBYLA would amplify
 # that into a different path. 1e-10 is far below any meaningful energy gap.
 _EV_DECIMALS = 10
+
+
+_PROBABILITIES_MAX_QUBITS = 16
+"""Batched exact estimates read 2^n probabilities per row up to this width."""
+
+
+def z_diagonal(observable: SparsePauliOp, num_qubits: int) -> FloatArray:
+    """The diagonal of a Z-only observable over the ``2^num_qubits`` basis states.
+
+    Basis state ``b`` has qubit ``i`` in bit ``i`` (Qiskit's little-endian order).
+
+    Raises:
+        ValueError: The observable has X or Y components.
+    """
+    paulis = observable.paulis
+    if np.any(paulis.x):
+        raise ValueError("only diagonal (Z-only) observables have a Z diagonal")
+    masks = paulis.z.astype(np.int64) @ (1 << np.arange(num_qubits, dtype=np.int64))
+    states = np.arange(2**num_qubits, dtype=np.int64)
+    parity = (np.bitwise_count(states[:, None] & masks[None, :]) & 1).astype(np.int64)
+    return np.asarray((1 - 2 * parity) @ np.real(observable.coeffs), dtype=np.float64)
 
 
 DEFAULT_THREADS = 1
@@ -129,12 +151,65 @@ class _ExactAerBackend(QuantumBackend):
         shots: int,
         seed: int,
     ) -> FloatArray:
+        return self._run_estimator(prepared, prepared.map_observable(observable), values)
+
+    def _run_estimator(
+        self, prepared: PreparedCircuit, observables: Any, values: FloatArray
+    ) -> FloatArray:
+        """One EstimatorV2 PUB (exact): ``observables`` broadcast against the rows."""
         estimator = AerEstimatorV2.from_backend(
             aer_simulator(self.method, self._threads), options={"default_precision": 0.0}
         )
-        pub = (prepared.circuit, prepared.map_observable(observable), prepared.bind_matrix(values))
+        pub = (prepared.circuit, observables, prepared.bind_matrix(values))
         result = estimator.run([pub]).result()
         evs = np.asarray(result[0].data.evs, dtype=np.float64).reshape(-1)
+        return np.round(evs, _EV_DECIMALS)
+
+    def _estimate_rows(
+        self,
+        prepared: PreparedCircuit,
+        observables: Sequence[SparsePauliOp],
+        values: FloatArray,
+        *,
+        shots: int,
+        seed: int,
+    ) -> FloatArray:
+        if prepared.circuit.num_qubits <= _PROBABILITIES_MAX_QUBITS:
+            return self._estimate_rows_from_probabilities(prepared, observables, values)
+        # ONE PUB: a (k,) observables array broadcast against (k, m) parameter rows,
+        # so Aer runs the circuit once with k parameter binds (several PUBs would
+        # be one simulator run each: Aer's EstimatorV2 loops over PUBs).
+        mapped = np.empty(len(observables), dtype=object)
+        mapped[:] = [prepared.map_observable(o) for o in observables]
+        return self._run_estimator(prepared, mapped, values)
+
+    def _estimate_rows_from_probabilities(
+        self,
+        prepared: PreparedCircuit,
+        observables: Sequence[SparsePauliOp],
+        values: FloatArray,
+    ) -> FloatArray:
+        # One simulator run with k parameter binds saving the basis-state
+        # probabilities; each row's energy is then a dot product with its diagonal.
+        # Aer's EstimatorV2 would read every Pauli term of every row back through
+        # Python (~4 ms a row at 8 qubits on the dense template; this: ~0.5 ms).
+        circuit = prepared.circuit.copy()
+        circuit.save_probabilities()
+        bound = prepared.bind_matrix(values)
+        binds = {param: bound[:, i] for i, param in enumerate(circuit.parameters)}
+        result = (
+            aer_simulator(self.method, self._threads).run(circuit, parameter_binds=[binds]).result()
+        )
+        probabilities = np.array(
+            [result.data(i)["probabilities"] for i in range(values.shape[0])], dtype=np.float64
+        )
+        diagonals: dict[int, FloatArray] = {}
+        rows = []
+        for obs in observables:
+            if id(obs) not in diagonals:
+                diagonals[id(obs)] = z_diagonal(prepared.map_observable(obs), circuit.num_qubits)
+            rows.append(diagonals[id(obs)])
+        evs = np.einsum("ij,ij->i", probabilities, np.array(rows))
         return np.round(evs, _EV_DECIMALS)
 
     def _sample(

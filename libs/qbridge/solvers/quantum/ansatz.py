@@ -73,6 +73,22 @@ class IsingModel:
             offset=float(offset),
         )
 
+    def dense(self) -> IsingModel:
+        """The same model on the dense template: a field on every qubit, every pair coupled.
+
+        Absent terms get weight 0 (their gates bind to the identity), so every model
+        of ``num_qubits`` spins shares one circuit: the cross-job batch template of
+        :mod:`.batching`. The energy, scale and offset are unchanged.
+        """
+        n = self.num_qubits
+        pairs = tuple((i, j) for i in range(n) for j in range(i + 1, n))
+        linear = np.zeros(n, dtype=np.float64)
+        linear[list(self.linear_support)] = self.linear
+        index = {pq: k for k, pq in enumerate(pairs)}
+        quadratic = np.zeros(len(pairs), dtype=np.float64)
+        quadratic[[index[pq] for pq in self.quadratic_support]] = self.quadratic
+        return IsingModel(n, tuple(range(n)), linear, pairs, quadratic, self.scale, self.offset)
+
     @property
     def num_terms(self) -> int:
         """Fields plus couplings."""

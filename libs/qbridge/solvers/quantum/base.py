@@ -25,7 +25,7 @@ from __future__ import annotations
 import abc
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -267,6 +267,42 @@ class QuantumBackend(abc.ABC):
         self._record(estimate=1, parameter_sets=values.shape[0], shots=used)
         return self._estimate(prepared, observable, values, shots=shots, seed=seed)
 
+    def estimate_rows(
+        self,
+        prepared: PreparedCircuit,
+        observables: Sequence[SparsePauliOp],
+        values: FloatArray,
+        *,
+        shots: int,
+        seed: int,
+    ) -> FloatArray:
+        """Expectation value of ``observables[i]`` for row ``i`` of ``values``, in ONE call.
+
+        The cross-job batch (:mod:`.batching`): rows of different jobs share one
+        circuit structure but not their cost observable. On Aer this is one
+        EstimatorV2 PUB whose observables array broadcasts against the parameter
+        array; on sampling backends, one sampler call and a per-row mean.
+
+        Args:
+            prepared: From :meth:`prepare`; every row binds this circuit.
+            observables: One diagonal observable per row, on the logical qubits.
+            values: ``(k, m)`` parameter matrix in the logical circuit's parameter order.
+            shots: Shots per row; ignored when :attr:`exact_expectation`.
+            seed: Simulator seed for this call.
+
+        Returns:
+            ``(k,)`` expectation values.
+
+        Raises:
+            ValueError: ``observables`` and ``values`` differ in length.
+        """
+        values = np.atleast_2d(np.asarray(values, dtype=np.float64))
+        if len(observables) != values.shape[0]:
+            raise ValueError(f"{len(observables)} observables for {values.shape[0]} rows")
+        used = 0 if self.exact_expectation else shots * values.shape[0]
+        self._record(estimate=1, parameter_sets=values.shape[0], shots=used)
+        return self._estimate_rows(prepared, observables, values, shots=shots, seed=seed)
+
     def sample(
         self, prepared: PreparedCircuit, values: FloatArray, *, shots: int, seed: int
     ) -> BitMatrix:
@@ -298,6 +334,21 @@ class QuantumBackend(abc.ABC):
         """Default: estimate by sampling, the only option on hardware-like targets."""
         bits = self._sample(prepared, values, shots=shots, seed=seed)
         return diagonal_expectation(bits, observable)
+
+    def _estimate_rows(
+        self,
+        prepared: PreparedCircuit,
+        observables: Sequence[SparsePauliOp],
+        values: FloatArray,
+        *,
+        shots: int,
+        seed: int,
+    ) -> FloatArray:
+        """Default: one sampling call, then each row's mean under its own observable."""
+        bits = self._sample(prepared, values, shots=shots, seed=seed)
+        return np.concatenate(
+            [diagonal_expectation(bits[i : i + 1], obs) for i, obs in enumerate(observables)]
+        )
 
     def _record(
         self, *, estimate: int = 0, sample: int = 0, parameter_sets: int = 0, shots: int = 0

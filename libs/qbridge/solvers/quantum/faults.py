@@ -21,6 +21,7 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from qiskit import QuantumCircuit
@@ -137,6 +138,19 @@ class FailingBackend(QuantumBackend):
         """Inject the fault (if due), then delegate."""
         self._maybe_fail("estimate")
         return self.inner.estimate(prepared, observable, values, shots=shots, seed=seed)
+
+    def estimate_rows(
+        self,
+        prepared: PreparedCircuit,
+        observables: Sequence[SparsePauliOp],
+        values: FloatArray,
+        *,
+        shots: int,
+        seed: int,
+    ) -> FloatArray:
+        """Inject the fault (if due), then delegate (a batched estimate is one call)."""
+        self._maybe_fail("estimate")
+        return self.inner.estimate_rows(prepared, observables, values, shots=shots, seed=seed)
 
     def sample(
         self, prepared: PreparedCircuit, values: FloatArray, *, shots: int, seed: int

@@ -13,6 +13,12 @@ Flow of :meth:`QaoaSolver.solve`:
    on the original problem, then ranked. Samples are reported raw: no classical
    polishing, so the outcome measures the quantum routine honestly.
 
+Cross-job batching (:meth:`QaoaSolver.solve_many`, :mod:`.batching`): the same
+flow per job, but steps 3-5 of compatible jobs run in lockstep and share each
+backend call. Per job, provenance then records ``batch_size`` and
+``dense_template``; ``backend_calls`` counts the shared calls the job took part in,
+and its stage timings include waiting for the other jobs of the batch.
+
 Cost units (provenance ``cost_units``): ``depth * (shots + 100 * exact_sets) / 1e4``
 where ``shots`` counts every shot spent and ``exact_sets`` the parameter sets
 evaluated exactly (a simulator-only luxury priced as 100 shots each). With
@@ -26,9 +32,10 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from qiskit.quantum_info import SparsePauliOp
@@ -57,6 +64,7 @@ from qbridge.solvers.quantum.base import (
     PreparedCircuit,
     QuantumBackend,
 )
+from qbridge.solvers.quantum.batching import Lane, run_lockstep
 from qbridge.solvers.quantum.cache import DEFAULT_TRANSPILE_CACHE, StructureKey, TranspileCache
 from qbridge.solvers.quantum.checkpoint import CheckpointStore, LoopCheckpoint
 from qbridge.solvers.quantum.mitigation import ZeroNoiseExtrapolator, ZneSettings
@@ -125,7 +133,8 @@ class _Stop(Exception):
 class _Loop:
     """Book-keeping of one parameter loop: best point, budgets, counters."""
 
-    backend: QuantumBackend
+    backend: QuantumBackend | Lane
+    """The real backend, or the job's lane of a cross-job batch."""
     prepared: PreparedCircuit
     model: IsingModel
     p: int
@@ -246,6 +255,14 @@ class _Loop:
         return cp
 
 
+class LaneSolver(Protocol):
+    """What :meth:`QaoaSolver.solve_group` calls per job: a solve on a batch lane."""
+
+    def solve_lane(self, problem: Problem, budget: Budget, lane: Lane) -> Outcome:
+        """Solve one job with every backend call going through ``lane``."""
+        ...
+
+
 class QaoaSolver(Solver):
     """QAOA on a pluggable quantum backend.
 
@@ -255,6 +272,10 @@ class QaoaSolver(Solver):
         cache: Transpile cache; the process-wide one by default.
         checkpoints: Where the optimizer loop checkpoints each iteration when
             :meth:`solve` is given a ``checkpoint_key`` (None: no checkpoints).
+        template_max_qubits: Cross-job batches on exact backends bind every job of
+            up to this many qubits to the dense template circuit (see
+            :mod:`.batching`); larger jobs batch only with the same sparsity
+            pattern (the dense template's gate count grows as n^2).
     """
 
     name = "qaoa"
@@ -267,11 +288,13 @@ class QaoaSolver(Solver):
         *,
         cache: TranspileCache | None = None,
         checkpoints: CheckpointStore | None = None,
+        template_max_qubits: int = 12,
     ) -> None:
         self.backend = make_backend(backend) if isinstance(backend, str) else backend
         self.settings = settings or QaoaSettings()
         self.cache = cache if cache is not None else DEFAULT_TRANSPILE_CACHE
         self.checkpoints = checkpoints
+        self.template_max_qubits = template_max_qubits
 
     def eligibility(self, problem: Problem) -> Eligibility:
         """Eligible when the type is quantum-encodable and fits the backend's qubits."""
@@ -293,8 +316,105 @@ class QaoaSolver(Solver):
             )
         return Eligibility(True, qubits=qubits)
 
+    def _dense_template(self, num_qubits: int) -> bool:
+        """Whether a cross-job batch binds ``num_qubits``-qubit jobs to the dense template."""
+        return self.backend.exact_expectation and num_qubits <= self.template_max_qubits
+
+    def batch_key(self, problem: Problem, budget: Budget) -> Hashable | None:
+        """What a job must share with others to run in one cross-job batch (see :mod:`.batching`).
+
+        Returns:
+            A hashable key (equal keys: compatible jobs), or None when the job runs
+            alone: not quantum-encodable or too large (``solve`` reports why), no
+            terms to optimize, or zero-noise extrapolation is on.
+        """
+        if self.settings.zne is not None and not self.backend.exact_expectation:
+            return None
+        try:
+            if not problem.quantum_encodable:
+                return None
+            model = IsingModel.from_qubo(problem.to_qubo().qubo)
+        except Exception:  # solve() classifies and reports the failure
+            return None
+        if model.num_terms == 0 or model.num_qubits > self.backend.max_qubits:
+            return None
+        structure = (
+            "dense"
+            if self._dense_template(model.num_qubits)
+            else (model.linear_support, model.quadratic_support)
+        )
+        return ("qaoa", id(self), model.num_qubits, structure, budget.shots)
+
+    def solve_group(
+        self, members: Sequence[tuple[LaneSolver, Problem, Budget]]
+    ) -> list[Outcome | Exception]:
+        """Run compatible jobs in lockstep on this solver's backend (cross-job batching).
+
+        Args:
+            members: ``(solver, problem, budget)`` per job, all of one
+                :meth:`batch_key`; ``solver`` is this solver or a wrapper of it
+                bound to the job (checkpoint key, progress), see :class:`LaneSolver`.
+
+        Returns:
+            Each job's outcome or exception, in order: one job's failure is not
+            another's.
+        """
+        tasks = [functools.partial(s.solve_lane, problem, budget) for s, problem, budget in members]
+        results, stats = run_lockstep(self.backend, tasks)
+        logger.info(
+            "qaoa batch of %d jobs: %d backend calls for %d requests (%d fallbacks)",
+            len(tasks),
+            stats.backend_calls,
+            stats.requests,
+            stats.fallbacks,
+        )
+        return results
+
+    def solve_lane(self, problem: Problem, budget: Budget, lane: Lane) -> Outcome:
+        """:meth:`solve` inside a cross-job batch (no checkpoint key)."""
+        return self.solve(problem, budget, lane=lane)
+
+    def solve_many(
+        self, problems: Sequence[Problem], budgets: Sequence[Budget]
+    ) -> list[Outcome | Exception]:
+        """Solve compatible jobs together (see :meth:`batch_key`), incompatible ones alone.
+
+        Args:
+            problems: The jobs' problems.
+            budgets: Their budgets (same length).
+
+        Returns:
+            Each job's outcome or exception, in order.
+
+        Raises:
+            ValueError: ``problems`` and ``budgets`` differ in length.
+        """
+        if len(problems) != len(budgets):
+            raise ValueError(f"{len(problems)} problems but {len(budgets)} budgets")
+        groups: dict[Hashable, list[int]] = {}
+        for i, (problem, budget) in enumerate(zip(problems, budgets, strict=True)):
+            key = self.batch_key(problem, budget)
+            groups.setdefault(("alone", i) if key is None else key, []).append(i)
+        results: list[Outcome | Exception] = [RuntimeError("not run")] * len(problems)
+        for members in groups.values():
+            if len(members) == 1:
+                try:
+                    results[members[0]] = self.solve(problems[members[0]], budgets[members[0]])
+                except Exception as exc:
+                    results[members[0]] = exc
+                continue
+            group = self.solve_group([(self, problems[i], budgets[i]) for i in members])
+            for i, result in zip(members, group, strict=True):
+                results[i] = result
+        return results
+
     def solve(
-        self, problem: Problem, budget: Budget, *, checkpoint_key: str | None = None
+        self,
+        problem: Problem,
+        budget: Budget,
+        *,
+        checkpoint_key: str | None = None,
+        lane: Lane | None = None,
     ) -> Outcome:
         """Run QAOA within ``budget`` (see the module docstring for the flow).
 
@@ -302,6 +422,10 @@ class QaoaSolver(Solver):
         optimizer loop saves its position after every iteration and, when a
         checkpoint exists under the key (a redelivery after a crash), continues from
         it: the starting batch and the iterations already done are not repeated.
+
+        With a ``lane`` (from :meth:`solve_group`), every backend evaluation and the
+        final sampling go through the cross-job batch; on the dense template the
+        circuit is the template, bound with this job's weights (zeros elsewhere).
 
         Raises:
             NotEligibleError: See :meth:`eligibility`.
@@ -320,6 +444,10 @@ class QaoaSolver(Solver):
             raise NotEligibleError(eligible.reason)
         settings = self.settings
         model = IsingModel.from_qubo(encoding.qubo)
+        dense = lane is not None and model.num_terms > 0 and self._dense_template(model.num_qubits)
+        if dense:
+            model = model.dense()
+        runner: QuantumBackend | Lane = self.backend if lane is None else lane
 
         key = StructureKey(
             target_key=self.backend.target_key,
@@ -346,7 +474,7 @@ class QaoaSolver(Solver):
                 f"time budget {budget.time_limit_s}s spent before the first evaluation"
             )
         loop = _Loop(
-            backend=self.backend,
+            backend=runner,
             prepared=prepared,
             model=model,
             p=settings.p,
@@ -391,7 +519,7 @@ class QaoaSolver(Solver):
             stop_reason = self._optimize(loop)
         assert loop.best_angles is not None  # set by the first evaluation
 
-        bits = self.backend.sample(
+        bits = runner.sample(
             prepared,
             expand_angles(model, loop.best_angles[None, :], settings.p),
             shots=final_shots,
@@ -431,6 +559,8 @@ class QaoaSolver(Solver):
                 "zne_applied": zne is not None,
                 "zne_shots": loop.zne_shots,
                 "zne_circuit_depths": list(zne.depths) if zne is not None else None,
+                "batch_size": 1 if lane is None else lane.lockstep.size,
+                "dense_template": dense,
             },
             circuit_depth=prepared.depth,
             circuit_width=prepared.width,
