@@ -147,8 +147,7 @@ def main() -> None:
         " microseconds per call (p50 / p95)"
     )
     print(
-        f"{'graph':<24} {'python loop':>15} {'numpy':>15} {'ratio':>6}   "
-        f"{'problem_from_avro':>17}"
+        f"{'graph':<24} {'python loop':>15} {'numpy':>15} {'ratio':>6}   {'problem_from_avro':>17}"
     )
     for nodes, edges in SMALL_SIZES:
         t = measure_small(nodes, edges, args.repeat)

@@ -8,12 +8,12 @@ are idempotent on the deterministic keys), so nothing is lost or stranded.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -254,12 +254,22 @@ class Store:
             for (_, r), rid in zip(rows, ids, strict=True)
         ]
 
-    def mark_sent(self, ids: Sequence[int]) -> None:
-        """Mark outbox rows as produced and acknowledged."""
+    def mark_sent(self, ids: Sequence[int], conn: psycopg.Connection[Any] | None = None) -> None:
+        """Mark outbox rows as produced and acknowledged.
+
+        Args:
+            ids: Outbox row ids.
+            conn: Mark inside this open transaction (e.g. the next batch's) instead of
+                in a transaction of its own.
+        """
         if not ids:
             return
-        with self.transaction() as conn:
-            conn.execute("UPDATE orch_outbox SET sent_at = now() WHERE id = ANY(%s)", (list(ids),))
+        sql = "UPDATE orch_outbox SET sent_at = now() WHERE id = ANY(%s)"
+        if conn is not None:
+            conn.execute(sql, (list(ids),))
+            return
+        with self.transaction() as own:
+            own.execute(sql, (list(ids),))
 
     def unsent(self, older_than_s: float, limit: int = 500) -> list[OutboxRow]:
         """Outbox rows not marked sent after ``older_than_s`` seconds (a crash, or a failure)."""
@@ -307,14 +317,34 @@ class Store:
         return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_json_safe(value: Any) -> Any:
-    """Avro values (datetimes, bytes) as JSON data: datetimes become epoch ms."""
-    return json.loads(json.dumps(value, default=_default))
+    """Avro values (datetimes, bytes) as JSON data: datetimes become epoch ms, bytes hex.
 
+    A copy (containers are new; tuples become lists), as a JSON round trip would give,
+    built in one walk: dumping and parsing the envelope again cost more than the rest of
+    its routing.
 
-def _default(v: Any) -> Any:
-    if hasattr(v, "timestamp"):
-        return int(v.timestamp() * 1000)
-    if isinstance(v, bytes):
-        return v.hex()
-    raise TypeError(f"not JSON serializable: {type(v).__name__}")
+    Raises:
+        TypeError: A value JSON cannot represent.
+    """
+    t = type(value)
+    if t is dict:
+        return {k: v if type(v) in _PLAIN else to_json_safe(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [v if type(v) in _PLAIN else to_json_safe(v) for v in value]
+    if t in _PLAIN:
+        return value
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, str):  # subclasses (enums) as JSON would write them
+        return str.__str__(value)
+    if isinstance(value, (int, float)):
+        return int(value) if isinstance(value, int) else float(value)
+    if isinstance(value, Mapping):
+        return {k: to_json_safe(v) for k, v in value.items()}
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
