@@ -34,7 +34,7 @@ from orchestrator.policy import (
     decide,
     reads_lag,
 )
-from orchestrator.store import OutboxRow, Store, to_json_safe
+from orchestrator.store import OutboxRow, Store
 from qbridge import metrics as m
 from qbridge import topics
 from qbridge.bus import BusProducer, Record
@@ -205,16 +205,16 @@ class OrchestratorApp:
                     job_id,
                 )
             return  # duplicate: its effects are in the outbox already
-        envelope = to_json_safe(env)
         started = time.perf_counter()
         # Routing needs only the type's sense: the problem model is built when an outcome
         # needs evaluating (intake, the only writer of envelopes, validated it already).
         st, effects = self.machine.on_envelope(
-            env, now, self._decider(envelope), _problem_class(env["problem_type"]).sense.value
+            env, now, self._decider(env), _problem_class(env["problem_type"]).sense.value
         )
-        batch.known[job_id] = (st, envelope, env["input_fingerprint"])
+        # Kept as decoded for the rest of the batch; stored as JSON (datetimes as ms).
+        batch.known[job_id] = (st, env, env["input_fingerprint"])
         batch.new.add(job_id)
-        batch.add(st, effects, self._encode(st, envelope, effects, incoming))
+        batch.add(st, effects, self._encode(st, env, effects, incoming))
         m.STAGE_DURATION.labels("orchestrator", "route").observe(time.perf_counter() - started)
 
     def _on_outcome(
