@@ -161,25 +161,21 @@ def test_lag_is_read_often_only_while_routing_depends_on_it(
     store.down = False
     s = OrchestratorSettings()
     app = OrchestratorApp(s, store, FakeProducer(), codec, lag)  # type: ignore[arg-type]
-    app.tick()
-    assert lag.reads == 1  # first tick: read once
-    for _ in range(5):  # only classical-only jobs: the slow cadence
-        clock.now += s.lag_poll_ms / 1000
+
+    def reads_after(seconds: float) -> int:
+        clock.now += seconds
         app.tick()
-    assert lag.reads == 1
-    clock.now += s.lag_idle_poll_ms / 1000
-    app.tick()
-    assert lag.reads == 2
+        return lag.reads
+
+    assert reads_after(0) == 1  # first tick: read once
+    # Only classical-only jobs so far: not read again at the fast cadence...
+    assert [reads_after(s.lag_poll_ms / 1000) for _ in range(5)] == [1] * 5
+    assert reads_after(s.lag_idle_poll_ms / 1000) == 2  # ...but at the slow one
     # A job whose routing looks at lag arrives: back to the fast cadence.
     app._decider({"num_qubits": 8})(
         JobState("j", "acme", "maxcut", "maximize", "c", 5, "auto", 1, 0, 1000, 0)
     )
-    clock.now += s.lag_poll_ms / 1000
-    app.tick()
-    assert lag.reads == 3
-    clock.now += s.lag_poll_ms / 1000
-    app.tick()
-    assert lag.reads == 4
+    assert [reads_after(s.lag_poll_ms / 1000) for _ in range(2)] == [3, 4]
 
 
 def test_only_jobs_that_may_go_quantum_or_wait_depend_on_lag() -> None:
