@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from orchestrator import app as app_module
 from orchestrator.app import OrchestratorApp
 from orchestrator.config import OrchestratorSettings
+from orchestrator.machine import JobState
+from orchestrator.policy import JobFacts, reads_lag
 from orchestrator.store import OutboxRow, StoreUnavailableError
 from qbridge.contracts import AvroCodec
 from qbridge.errors import DeliveryError
@@ -124,3 +128,63 @@ def test_tick_survives_a_kafka_outage_while_resending_the_outbox(
     clock.now += 10
     app.tick()
     assert store.marked == [7]
+
+
+class CountingLag:
+    """A lag monitor that counts its reads."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+        self.by_group: dict[str, int] = {}
+
+    def refresh(self) -> None:
+        self.reads += 1
+
+
+class _InlineThread:
+    """Runs the target at ``start()``, so the test sees the read at once."""
+
+    def __init__(self, target: Any, daemon: bool = False) -> None:
+        self.target = target
+
+    def start(self) -> None:
+        self.target()
+
+
+def test_lag_is_read_often_only_while_routing_depends_on_it(
+    codec: AvroCodec, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        app_module, "threading", SimpleNamespace(Thread=_InlineThread, Lock=threading.Lock)
+    )
+    store, lag = FlakyStore(), CountingLag()
+    store.down = False
+    s = OrchestratorSettings()
+    app = OrchestratorApp(s, store, FakeProducer(), codec, lag)  # type: ignore[arg-type]
+
+    def reads_after(seconds: float) -> int:
+        clock.now += seconds
+        app.tick()
+        return lag.reads
+
+    assert reads_after(0) == 1  # first tick: read once
+    # Only classical-only jobs so far: not read again at the fast cadence...
+    assert [reads_after(s.lag_poll_ms / 1000) for _ in range(5)] == [1] * 5
+    assert reads_after(s.lag_idle_poll_ms / 1000) == 2  # ...but at the slow one
+    # A job whose routing looks at lag arrives: back to the fast cadence.
+    app._decider({"num_qubits": 8})(
+        JobState("j", "acme", "maxcut", "maximize", "c", 5, "auto", 1, 0, 1000, 0)
+    )
+    assert [reads_after(s.lag_poll_ms / 1000) for _ in range(2)] == [3, 4]
+
+
+def test_only_jobs_that_may_go_quantum_or_wait_depend_on_lag() -> None:
+    def facts(policy: str, priority: int) -> JobFacts:
+        return JobFacts(
+            tenant="t", fallback_policy=policy, priority=priority, num_qubits=8, shots=100
+        )
+
+    assert not reads_lag(facts("classical_only", 5), low_priority_below=3)
+    assert reads_lag(facts("classical_only", 1), low_priority_below=3)
+    assert reads_lag(facts("auto", 5), low_priority_below=3)
+    assert reads_lag(facts("race", 5), low_priority_below=3)

@@ -555,18 +555,48 @@ def _outcome(fn: Any, *args: Any, **kw: Any) -> Any:
 
 
 @settings(max_examples=400, deadline=None)
-@given(_triples(), st.booleans())
+@given(_triples(), st.booleans(), st.sampled_from(["numpy", "python"]))
 def test_vectorised_triples_match_the_element_wise_checks(
-    case: tuple[int, list[Any]], diagonal: bool
+    case: tuple[int, list[Any]], diagonal: bool, fast_path: str
 ) -> None:
-    # Same pairs, same summed values bit for bit (duplicates summed in input order), same
-    # order, and on invalid input the same error with the same field path.
-    from qbridge.problems._validation import _triples_elementwise, index_triples
+    # Both fast paths (numpy for large inputs, a Python loop for small ones) give the
+    # element-wise pass's result: same pairs, same summed values bit for bit (duplicates
+    # summed in input order), same order, and on invalid input the same error with the
+    # same field path (the fast paths refuse, the element-wise pass names the field).
+    from qbridge.problems import _validation as v
 
     n, items = case
-    fast = _outcome(index_triples, items, n, "edges", allow_diagonal=diagonal)
-    slow = _outcome(_triples_elementwise, items, n, "edges", allow_diagonal=diagonal)
-    assert repr(fast) == repr(slow)
+    fast_checks = v._valid_triples if fast_path == "numpy" else v._valid_triples_small
+
+    def fast_then_elementwise(
+        seq: list[Any], n: int, where: str, *, allow_diagonal: bool
+    ) -> dict[tuple[int, int], float]:
+        got = fast_checks(seq, n, allow_diagonal=allow_diagonal)
+        if got is not None:
+            return got
+        return v._triples_elementwise(seq, n, where, allow_diagonal=allow_diagonal)
+
+    fast = _outcome(fast_then_elementwise, items, n, "edges", allow_diagonal=diagonal)
+    slow = _outcome(v._triples_elementwise, items, n, "edges", allow_diagonal=diagonal)
+    public = _outcome(v.index_triples, items, n, "edges", allow_diagonal=diagonal)
+    assert repr(fast) == repr(slow) == repr(public)
+
+
+def test_both_fast_paths_accept_valid_triples_either_side_of_the_size_switch() -> None:
+    # The size switch itself: a valid input on either side of the threshold is accepted
+    # by the fast path meant for it, with the same normalized result.
+    from qbridge.problems import _validation as v
+
+    n = 50
+    items = [[k % n, (k * 7 + 1) % n, float(k % 5) - 2.0] for k in range(v.SMALL_TRIPLES + 1)]
+    items = [t for t in items if t[0] != t[1]]
+    small, large = items[: v.SMALL_TRIPLES], items + items[:5]
+    assert len(large) > v.SMALL_TRIPLES
+    for seq in (small, large):
+        expected = v._triples_elementwise(seq, n, "e", allow_diagonal=False)
+        assert v._valid_triples_small(seq, n, allow_diagonal=False) == expected
+        assert v._valid_triples(seq, n, allow_diagonal=False) == expected
+        assert v.index_triples(seq, n, "e", allow_diagonal=False) == expected
 
 
 def test_vectorised_triples_sum_duplicates_and_drop_zero_sums() -> None:

@@ -132,7 +132,8 @@ def index_triples(
         allow_diagonal: If False, ``i == j`` is rejected; otherwise kept as ``(i, i)``.
     """
     seq = as_sequence(v, where)
-    fast = _valid_triples(seq, n, allow_diagonal=allow_diagonal)
+    checks = _valid_triples if len(seq) > SMALL_TRIPLES else _valid_triples_small
+    fast = checks(seq, n, allow_diagonal=allow_diagonal)
     if fast is not None:
         return fast
     # Something is invalid (or unusually typed): the element-wise pass names the field.
@@ -153,6 +154,47 @@ def _triples_elementwise(
             raise InvalidProblemError(f"self-loop on node {i} is not allowed", field=item)
         key = (i, j) if i <= j else (j, i)
         merged[key] = merged.get(key, 0.0) + val
+    return {key: val + 0.0 for key, val in sorted(merged.items()) if val != 0.0}
+
+
+SMALL_TRIPLES = 128
+"""Up to this many triples, plain valid input is checked in a Python loop: numpy's fixed
+cost per call (array building, a dozen reductions, ``unique``) is ~100 us, which
+dominates for the small problems of high-rate traffic (``bench/bench_validation.py``)."""
+
+
+def _valid_triples_small(
+    seq: Sequence[Any], n: int, *, allow_diagonal: bool
+) -> dict[tuple[int, int], float] | None:
+    """:func:`_valid_triples` as one Python loop, for small inputs; same results.
+
+    Accepts exactly the same input (``list``/``tuple`` triples of ``int`` indices and
+    ``int``/``float`` values) and returns ``None`` on anything else, so errors and their
+    field paths still come from the element-wise pass. Duplicates are summed in input
+    order, so results are bit-identical to both other passes.
+    """
+    merged: dict[tuple[int, int], float] = {}
+    for t in seq:
+        if type(t) is not list and type(t) is not tuple:
+            return None
+        if len(t) != 3:
+            return None
+        i, j, val = t
+        if type(i) is not int or type(j) is not int or not (0 <= i < n and 0 <= j < n):
+            return None
+        if i == j and not allow_diagonal:
+            return None
+        tv = type(val)
+        if tv is not float and tv is not int:
+            return None
+        try:
+            f = float(val)
+        except OverflowError:
+            return None
+        if not abs(f) <= MAX_ABS_VALUE:  # also refuses NaN and infinities
+            return None
+        key = (i, j) if i <= j else (j, i)
+        merged[key] = merged.get(key, 0.0) + f
     return {key: val + 0.0 for key, val in sorted(merged.items()) if val != 0.0}
 
 

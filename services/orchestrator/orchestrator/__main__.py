@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 from orchestrator.app import OrchestratorApp
@@ -14,6 +15,8 @@ from qbridge.bus.lag_monitor import LagMonitor
 from qbridge.contracts import AvroCodec, default_registry
 from qbridge.metrics import CONSUMER_LAG
 from qbridge.service import ServiceRuntime
+
+logger = logging.getLogger(__name__)
 
 
 def main() -> int:
@@ -45,6 +48,10 @@ def main() -> int:
     app = OrchestratorApp(settings, store, producer, codec, lag)
 
     def close() -> None:
+        try:
+            app.mark_delivered()
+        except Exception:  # the outbox re-sends them: nothing is lost
+            logger.warning("could not mark delivered outbox rows at shut-down", exc_info=True)
         consumer.close()
         producer.close()
         lag.close()

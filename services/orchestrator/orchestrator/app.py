@@ -32,8 +32,9 @@ from orchestrator.policy import (
     RoutingContext,
     approval_hold,
     decide,
+    reads_lag,
 )
-from orchestrator.store import OutboxRow, Store, to_json_safe
+from orchestrator.store import OutboxRow, Store
 from qbridge import metrics as m
 from qbridge import topics
 from qbridge.bus import BusProducer, Record
@@ -48,8 +49,9 @@ from qbridge.contracts.convert import (
     solution_to_avro,
 )
 from qbridge.contracts.records import WorkItem
-from qbridge.errors import ErrorClass, classify
+from qbridge.errors import ErrorClass, InvalidProblemError, classify
 from qbridge.problems.base import Problem
+from qbridge.problems.registry import PROBLEM_TYPES
 from qbridge.service import log_context
 from qbridge.solvers.base import Provenance, Quality, Route, Timings
 from qbridge.solvers.fallback import last_resort
@@ -64,6 +66,18 @@ def _now_ms() -> int:
 
 def _dt(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _problem_class(problem_type: str) -> type[Problem]:
+    """The model class of a problem type.
+
+    Raises:
+        InvalidProblemError: Unknown type.
+    """
+    cls = PROBLEM_TYPES.get(problem_type)
+    if cls is None:
+        raise InvalidProblemError(f"unknown problem type {problem_type!r}", field="problem_type")
+    return cls
 
 
 class OrchestratorApp:
@@ -119,11 +133,16 @@ class OrchestratorApp:
         self.lag: dict[str, int] = {}
         self._problems: OrderedDict[str, Problem] = OrderedDict()
         self._next_timer = 0.0
-        self._next_lag = 0.0
+        self._last_lag = float("-inf")
+        self._lag_wanted_at = float("-inf")
+        """When routing last depended on executor lag (monotonic seconds)."""
         self._next_resend = 0.0
         self._tick_backoff = 0.0
         self._tick_retry_at = 0.0
         self._lag_reading = threading.Lock()
+        self._unmarked: list[int] = []
+        """Ids of delivered outbox rows not yet marked sent (see :meth:`_send`)."""
+        self._unmarked_since = 0.0
 
     # --- consumer handler ---------------------------------------------------------------
 
@@ -143,7 +162,12 @@ class OrchestratorApp:
         """
         now = self.clock()
         batch = _Batch()
+        marks = list(self._unmarked)
         with self.store.transaction() as conn:
+            # The previous batches' delivered rows are marked sent in this transaction
+            # rather than in one of their own (one PostgreSQL commit per batch, not two).
+            if marks:
+                self.store.mark_sent(marks, conn)
             batch.known = self.store.load_many(conn, {r.value["job_id"] for r in records})
             for record in records:
                 value = record.value
@@ -159,9 +183,10 @@ class OrchestratorApp:
             self.store.insert_many(conn, [batch.known[j] for j in batch.new])
             self.store.save_many(conn, [batch.known[j][0] for j in batch.changed - batch.new])
             rows = self.store.add_outbox_many(conn, batch.outbox)
+        del self._unmarked[: len(marks)]
         for st, effects in batch.effects:
             self._after_commit(st, effects, [])
-        self._send(rows)
+        self._send(rows, mark_later=True)
 
     def _on_envelope(
         self,
@@ -180,15 +205,16 @@ class OrchestratorApp:
                     job_id,
                 )
             return  # duplicate: its effects are in the outbox already
-        envelope = to_json_safe(env)
-        problem = self._problem(envelope)
         started = time.perf_counter()
+        # Routing needs only the type's sense: the problem model is built when an outcome
+        # needs evaluating (intake, the only writer of envelopes, validated it already).
         st, effects = self.machine.on_envelope(
-            env, now, self._decider(envelope), problem.sense.value
+            env, now, self._decider(env), _problem_class(env["problem_type"]).sense.value
         )
-        batch.known[job_id] = (st, envelope, env["input_fingerprint"])
+        # Kept as decoded for the rest of the batch; stored as JSON (datetimes as ms).
+        batch.known[job_id] = (st, env, env["input_fingerprint"])
         batch.new.add(job_id)
-        batch.add(st, effects, self._encode(st, envelope, effects, incoming))
+        batch.add(st, effects, self._encode(st, env, effects, incoming))
         m.STAGE_DURATION.labels("orchestrator", "route").observe(time.perf_counter() - started)
 
     def _on_outcome(
@@ -279,8 +305,15 @@ class OrchestratorApp:
             self._tick_backoff = 0.0
 
     def _periodic(self, mono: float) -> None:
-        if mono >= self._next_lag and not self._lag_reading.locked():
-            self._next_lag = mono + self.s.lag_poll_ms / 1000
+        self.mark_delivered(mono)
+        # Lag is read every lag_poll_ms while recent jobs' routing depends on it, and
+        # only every lag_idle_poll_ms (for the gauge) while none does: each read costs a
+        # broker round trip per partition, a tenth of this process's CPU at high rates
+        # of classical-only jobs, which never look at it.
+        wanted = mono - self._lag_wanted_at < self.s.lag_idle_poll_ms / 1000
+        poll_s = (self.s.lag_poll_ms if wanted else self.s.lag_idle_poll_ms) / 1000
+        if mono >= self._last_lag + poll_s and not self._lag_reading.locked():
+            self._last_lag = mono
             # Reading lag costs broker round trips per partition (hundreds of ms under
             # load): a background thread does it, so the consumer loop never waits.
             threading.Thread(target=self._refresh_lag_once, daemon=True).start()
@@ -289,6 +322,8 @@ class OrchestratorApp:
             self.run_timers()
         if mono >= self._next_resend:
             self._next_resend = mono + self.s.outbox_resend_ms / 1000
+            # Delivered rows first: a slow batch can make them look old enough to re-send.
+            self.mark_delivered()
             self.resend_outbox()
 
     def _refresh_lag_once(self) -> None:
@@ -398,6 +433,8 @@ class OrchestratorApp:
                 num_qubits=envelope.get("num_qubits"),
                 shots=st.shots or self.s.default_shots,
             )
+            if reads_lag(facts, self.s.low_priority_below):
+                self._lag_wanted_at = time.monotonic()
             decision = decide(facts, ctx)
             if decision.admit and decision.mode != "classical":
                 hold = approval_hold(facts, st.problem_type, backend, self.approval_policy)
@@ -511,13 +548,42 @@ class OrchestratorApp:
                 logger.info("job %s %s via %s: %s", st.job_id, e.status, e.route, e.reason)
         self._send(rows)
 
-    def _send(self, rows: Sequence[OutboxRow]) -> None:
+    def _send(self, rows: Sequence[OutboxRow], mark_later: bool = False) -> None:
+        """Produce outbox rows, wait for their acknowledgement, then mark them sent.
+
+        Args:
+            rows: The rows.
+            mark_later: Leave the marking to the next batch's transaction (or to the
+                idle tick after ``outbox_mark_delay_ms``): a crash before it only
+                re-sends them, which downstream writes are idempotent on.
+        """
         if not rows:
             return
         for r in rows:
             self.producer.send_raw(r.topic, r.value, key=r.key, headers=h.to_list(r.headers))
         self.producer.flush()
-        self.store.mark_sent([r.id for r in rows if r.id is not None])
+        ids = [r.id for r in rows if r.id is not None]
+        if not mark_later:
+            self.store.mark_sent(ids)
+            return
+        if ids and not self._unmarked:
+            self._unmarked_since = time.monotonic()
+        self._unmarked += ids
+
+    def mark_delivered(self, mono: float | None = None) -> None:
+        """Mark delivered outbox rows sent now (at shut-down), or from the idle tick.
+
+        Args:
+            mono: ``time.monotonic()`` of the tick: only rows no batch has marked within
+                ``outbox_mark_delay_ms`` are marked. None: every delivered row.
+        """
+        if not self._unmarked:
+            return
+        if mono is not None and mono - self._unmarked_since < self.s.outbox_mark_delay_ms / 1000:
+            return
+        marks = list(self._unmarked)
+        self.store.mark_sent(marks)
+        del self._unmarked[: len(marks)]
 
 
 @dataclass

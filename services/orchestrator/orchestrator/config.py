@@ -69,5 +69,12 @@ class OrchestratorSettings(ServiceSettings):
     breaker_failures: int = 3
     breaker_cooldown_ms: int = 30_000
     lag_poll_ms: int = 1000
+    """How often executor lag is read while recent jobs' routing depends on it."""
+    lag_idle_poll_ms: int = 10_000
+    """How often it is read otherwise (only classical-only jobs of normal priority)."""
     timer_scan_ms: int = 100
     outbox_resend_ms: int = 2000
+    outbox_mark_delay_ms: int = 200
+    """How long delivered outbox rows may wait for the next batch's transaction to mark
+    them sent before the idle tick marks them on its own (keep well under
+    ``outbox_resend_ms``, or idle periods re-send them)."""

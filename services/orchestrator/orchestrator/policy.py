@@ -124,6 +124,15 @@ def approval_hold(
     return None
 
 
+def reads_lag(job: JobFacts, low_priority_below: int) -> bool:
+    """Whether :func:`decide` may look at executor lag for ``job``.
+
+    Low-priority jobs may be paused by total lag, and jobs that may go quantum may be
+    degraded by quantum lag; classical-only jobs of normal priority never depend on it.
+    """
+    return job.priority < low_priority_below or job.fallback_policy != "classical_only"
+
+
 def decide(job: JobFacts, ctx: RoutingContext) -> Decision:
     """Decide the route of a new job.
 

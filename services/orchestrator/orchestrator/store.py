@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from orchestrator.machine import JobState
@@ -160,15 +160,21 @@ class Store:
     def insert_many(
         self,
         conn: psycopg.Connection[Any],
-        jobs: Sequence[tuple[JobState, dict[str, Any], str]],
+        jobs: Sequence[tuple[JobState, Mapping[str, Any], str]],
     ) -> None:
-        """Record new jobs ``(state, envelope, input fingerprint)`` (one pipelined batch)."""
+        """Record new jobs ``(state, envelope, input fingerprint)`` in one statement.
+
+        The envelope may hold Avro values (datetimes, bytes): see :func:`to_json_text`.
+        """
         if not jobs:
             return
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO orch_jobs (job_id, tenant, status, final, timer_ms, fingerprint,"
-                " envelope, state) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        conn.execute(
+            "INSERT INTO orch_jobs (job_id, tenant, status, final, timer_ms, fingerprint,"
+            " envelope, state)"
+            " SELECT j, t, s, f, tm, fp, e::jsonb, st::jsonb FROM unnest(%b::text[],"
+            " %b::text[], %b::text[], %b::boolean[], %b::bigint[], %b::text[], %b::text[],"
+            " %b::text[]) AS u(j, t, s, f, tm, fp, e, st)",
+            _columns(
                 [
                     (
                         st.job_id,
@@ -177,30 +183,36 @@ class Store:
                         st.final,
                         st.timer_ms,
                         fingerprint,
-                        Jsonb(envelope),
-                        Jsonb(st.to_json()),
+                        to_json_text(envelope),
+                        to_json_text(st.to_json()),
                     )
                     for st, envelope, fingerprint in jobs
                 ],
-            )
+                8,
+            ),
+        )
 
     def save(self, conn: psycopg.Connection[Any], st: JobState) -> None:
         """Persist a changed state."""
         self.save_many(conn, [st])
 
     def save_many(self, conn: psycopg.Connection[Any], states: Sequence[JobState]) -> None:
-        """Persist changed states (one pipelined batch)."""
+        """Persist changed states of distinct jobs in one statement."""
         if not states:
             return
-        with conn.cursor() as cur:
-            cur.executemany(
-                "UPDATE orch_jobs SET status = %s, final = %s, timer_ms = %s, state = %s,"
-                " updated_at = now() WHERE job_id = %s",
+        conn.execute(
+            "UPDATE orch_jobs AS o SET status = u.s, final = u.f, timer_ms = u.tm,"
+            " state = u.st::jsonb, updated_at = now()"
+            " FROM unnest(%b::text[], %b::text[], %b::boolean[], %b::bigint[], %b::text[])"
+            " AS u(j, s, f, tm, st) WHERE o.job_id = u.j",
+            _columns(
                 [
-                    (st.status, st.final, st.timer_ms, Jsonb(st.to_json()), st.job_id)
+                    (st.job_id, st.status, st.final, st.timer_ms, to_json_text(st.to_json()))
                     for st in states
                 ],
-            )
+                5,
+            ),
+        )
 
     def due(self, now_ms: int, limit: int = 100) -> list[str]:
         """Ids of non-final jobs whose timer is due."""
@@ -231,35 +243,45 @@ class Store:
     ) -> list[OutboxRow]:
         """Queue ``(job id, message)`` pairs in the current transaction.
 
-        One pipelined statement batch; returns the messages with their ids, in order.
+        One statement (the rows as arrays, unnested); returns the messages with their
+        ids, in order.
         """
         if not rows:
             return []
-        with conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO orch_outbox (job_id, topic, key, value, headers)"
-                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                [(job_id, r.topic, r.key, r.value, Jsonb(r.headers)) for job_id, r in rows],
-                returning=True,
-            )
-            ids = []
-            while True:
-                got = cur.fetchone()
-                assert got is not None
-                ids.append(int(got[0]))
-                if not cur.nextset():
-                    break
+        got = conn.execute(
+            "INSERT INTO orch_outbox (job_id, topic, key, value, headers)"
+            " SELECT j, t, k, v, h::jsonb FROM unnest(%b::text[], %b::text[], %b::text[],"
+            " %b::bytea[], %b::text[]) WITH ORDINALITY AS u(j, t, k, v, h, n) ORDER BY n"
+            " RETURNING id",
+            _columns(
+                [(job_id, r.topic, r.key, r.value, to_json_text(r.headers)) for job_id, r in rows],
+                5,
+            ),
+        ).fetchall()
+        # Ids come from the sequence in insertion order, which follows ORDER BY n: sorted,
+        # they line up with the input whatever order RETURNING lists them in.
+        ids = sorted(int(r[0]) for r in got)
         return [
             OutboxRow(r.topic, r.key, r.value, r.headers, rid)
             for (_, r), rid in zip(rows, ids, strict=True)
         ]
 
-    def mark_sent(self, ids: Sequence[int]) -> None:
-        """Mark outbox rows as produced and acknowledged."""
+    def mark_sent(self, ids: Sequence[int], conn: psycopg.Connection[Any] | None = None) -> None:
+        """Mark outbox rows as produced and acknowledged.
+
+        Args:
+            ids: Outbox row ids.
+            conn: Mark inside this open transaction (e.g. the next batch's) instead of
+                in a transaction of its own.
+        """
         if not ids:
             return
-        with self.transaction() as conn:
-            conn.execute("UPDATE orch_outbox SET sent_at = now() WHERE id = ANY(%s)", (list(ids),))
+        sql = "UPDATE orch_outbox SET sent_at = now() WHERE id = ANY(%s)"
+        if conn is not None:
+            conn.execute(sql, (list(ids),))
+            return
+        with self.transaction() as own:
+            own.execute(sql, (list(ids),))
 
     def unsent(self, older_than_s: float, limit: int = 500) -> list[OutboxRow]:
         """Outbox rows not marked sent after ``older_than_s`` seconds (a crash, or a failure)."""
@@ -307,13 +329,26 @@ class Store:
         return (0, 0.0) if row is None else (int(row[0]), float(row[1]))
 
 
-def to_json_safe(value: Any) -> Any:
-    """Avro values (datetimes, bytes) as JSON data: datetimes become epoch ms."""
-    return json.loads(json.dumps(value, default=_default))
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` column lists (one array parameter each, for ``unnest``).
+
+    Passed in binary (``%b``): the text form of an array escapes every element with a
+    regular expression, which for JSON documents cost more than the whole statement.
+    """
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def to_json_text(value: Any) -> str:
+    """JSON text of Avro values: datetimes as epoch milliseconds, bytes as hex.
+
+    Raises:
+        TypeError: A value JSON cannot represent.
+    """
+    return json.dumps(value, default=_default, separators=(",", ":"))
 
 
 def _default(v: Any) -> Any:
-    if hasattr(v, "timestamp"):
+    if isinstance(v, datetime):
         return int(v.timestamp() * 1000)
     if isinstance(v, bytes):
         return v.hex()
