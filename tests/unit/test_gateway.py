@@ -239,6 +239,31 @@ def test_premium_backends_are_reserved() -> None:
 # --- deadlines -----------------------------------------------------------------------------
 
 
+def test_the_learned_reserve_moves_answers_earlier_within_a_share_of_the_deadline() -> None:
+    pol = DeadlinePolicy()  # 40 ms (at most 20%) plus what was learned, at most 35%
+    assert math.isclose(plan(1000, None, pol, learned_reserve_ms=25).answer_in_s, 0.935)
+    assert math.isclose(plan(200, None, pol, learned_reserve_ms=60).answer_in_s, 0.130)
+    assert math.isclose(plan(50, None, pol, learned_reserve_ms=60).answer_in_s, 0.0325)
+    assert plan(1000, None, pol, learned_reserve_ms=-5) == plan(1000, None, pol)
+
+
+def test_the_answer_clock_learns_the_p99_of_recent_overshoots() -> None:
+    from gateway.solve import AnswerClock
+
+    clock = AnswerClock(window=100)
+    assert clock.learned_ms == 0.0
+    for _ in range(98):
+        clock.observe(1.0)
+    clock.observe(50.0)
+    clock.observe(60.0)
+    assert clock.learned_ms == 60.0  # the slowest 1% decides
+    for _ in range(100):  # the machine got quiet again: the old tail leaves the window
+        clock.observe(2.0)
+    assert clock.learned_ms == 2.0
+    clock.observe(-3.0)  # an early answer counts as on time, never as a negative reserve
+    assert clock.learned_ms >= 0.0
+
+
 def test_plan_takes_the_tighter_deadline_and_splits_it() -> None:
     pol = DeadlinePolicy()
     p = plan(10_000, None, pol)

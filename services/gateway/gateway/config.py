@@ -55,6 +55,9 @@ class GatewaySettings(
         pipeline_reserve_max_ms: Upper bound of that reserve.
         answer_reserve_ms: Solve stops waiting this long before the deadline (at most
             20% of it) to send the answer in time.
+        answer_reserve_max_share: With the reserve learned from late-leaving answers
+            (the p99 of how long after their planned moment recent deadline answers left)
+            added, the reserve is at most this share of the deadline.
         local_workers: Workers computing the gateway's own classical answers.
         local_mode: ``process`` (worker processes: solver CPU never holds the gateway's
             GIL) or ``thread``.
@@ -113,6 +116,7 @@ class GatewaySettings(
     pipeline_reserve_min_ms: int = Field(default=50, ge=0)
     pipeline_reserve_max_ms: int = Field(default=1000, ge=0)
     answer_reserve_ms: int = Field(default=40, ge=0)
+    answer_reserve_max_share: float = Field(default=0.35, ge=0.0, le=0.9)
 
     local_workers: int = Field(default=2, ge=1)
     local_mode: Literal["process", "thread"] = "process"

@@ -115,6 +115,7 @@ class GatewayServer:
             default_ms=settings.default_deadline_ms,
             max_ms=settings.max_deadline_ms,
             answer_reserve_ms=settings.answer_reserve_ms,
+            answer_reserve_max_share=settings.answer_reserve_max_share,
             pipeline_reserve_share=settings.pipeline_reserve_share,
             pipeline_reserve_min_ms=settings.pipeline_reserve_min_ms,
             pipeline_reserve_max_ms=settings.pipeline_reserve_max_ms,

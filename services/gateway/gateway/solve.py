@@ -21,14 +21,16 @@ deadline (it is recorded, and GetJob shows its outcome later).
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import deque
 from collections.abc import Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from gateway.admission import Admission
 from gateway.errors import CallerGoneError, NoAnswerError
@@ -56,6 +58,10 @@ SOLVE_DEADLINE_SHARE = Histogram(
     "qbridge_gateway_solve_deadline_share_ratio",
     "Solve latency as a share of the call's deadline (> 1 means late).",
     buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0, 1.05, 1.1, 1.5, 2.0),
+)
+ANSWER_RESERVE_LEARNED = Gauge(
+    "qbridge_gateway_answer_reserve_learned_ms",
+    "Extra answer reserve learned from how late deadline answers left (p99 of recent ones).",
 )
 SOLVE_ANSWERS = Counter(
     "qbridge_gateway_solve_answers_total",
@@ -88,6 +94,8 @@ class DeadlinePolicy:
         default_ms: Deadline when the call states none.
         max_ms: Longest accepted deadline.
         answer_reserve_ms: Stop waiting this long before the deadline (at most 20% of it).
+        answer_reserve_max_share: The reserve with what :class:`AnswerClock` learned added
+            is at most this share of the deadline.
         pipeline_reserve_share: Share of the deadline between the job's deadline and the
             caller's (the final outcome travels back in it).
         pipeline_reserve_min_ms: Lower bound of that reserve.
@@ -98,6 +106,7 @@ class DeadlinePolicy:
     default_ms: int = 10_000
     max_ms: int = 600_000
     answer_reserve_ms: int = 40
+    answer_reserve_max_share: float = 0.35
     pipeline_reserve_share: float = 0.1
     pipeline_reserve_min_ms: int = 50
     pipeline_reserve_max_ms: int = 1000
@@ -119,8 +128,51 @@ class SolvePlan:
     job_timeout_ms: int
 
 
-def plan(requested_ms: int, grpc_remaining_s: float | None, policy: DeadlinePolicy) -> SolvePlan:
+class AnswerClock:
+    """Learns how long after its planned moment a deadline answer actually leaves.
+
+    On a busy machine a thread woken at its answer time may wait tens of milliseconds
+    for a core (the solver pool, the pipeline and Kafka share it). The p99 of that
+    overshoot over recent deadline answers is added to the answer reserve (up to
+    ``DeadlinePolicy.answer_reserve_max_share`` of the deadline), so answers leave that
+    much earlier and still arrive by the deadline; on a quiet machine it stays near 0.
+
+    Args:
+        window: Recent deadline answers kept.
+        quantile: Which quantile of their overshoot is learned.
+    """
+
+    def __init__(self, window: int = 256, quantile: float = 0.99) -> None:
+        self._samples: deque[float] = deque(maxlen=window)
+        self._quantile = quantile
+        self._learned = 0.0
+        self._lock = threading.Lock()
+        ANSWER_RESERVE_LEARNED.set_function(lambda: self._learned)
+
+    def observe(self, overshoot_ms: float) -> None:
+        """Record how late (ms, >= 0) a deadline answer left after its planned moment."""
+        with self._lock:
+            self._samples.append(max(0.0, overshoot_ms))
+            ordered = sorted(self._samples)  # a few hundred floats: microseconds
+            self._learned = ordered[min(len(ordered) - 1, int(self._quantile * len(ordered)))]
+
+    @property
+    def learned_ms(self) -> float:
+        """The extra reserve (ms): the quantile of recent overshoots."""
+        return self._learned
+
+
+def plan(
+    requested_ms: int,
+    grpc_remaining_s: float | None,
+    policy: DeadlinePolicy,
+    learned_reserve_ms: float = 0.0,
+) -> SolvePlan:
     """Split the effective deadline (the smaller of the request's and the call's).
+
+    The answer reserve is ``answer_reserve_ms`` (at most 20% of the deadline) plus
+    ``learned_reserve_ms`` (see :class:`AnswerClock`), in all at most
+    ``answer_reserve_max_share`` of the deadline.
 
     Raises:
         InvalidProblemError: A negative or too long requested deadline (``deadline_ms``).
@@ -142,6 +194,8 @@ def plan(requested_ms: int, grpc_remaining_s: float | None, policy: DeadlinePoli
     if deadline < 1:
         raise NoAnswerError("the call's deadline has passed")
     reserve = min(float(policy.answer_reserve_ms), 0.2 * deadline)
+    room = max(0.0, policy.answer_reserve_max_share * deadline - reserve)
+    reserve += min(max(0.0, learned_reserve_ms), room)
     pipe_reserve = min(
         max(deadline * policy.pipeline_reserve_share, policy.pipeline_reserve_min_ms),
         policy.pipeline_reserve_max_ms,
@@ -232,6 +286,7 @@ class SolveCoordinator:
         self.policy = policy
         self.reader = reader
         self._lookups = futures.ThreadPoolExecutor(2, thread_name_prefix="solve-lookup")
+        self.clock = AnswerClock()
 
     def solve(self, tenant: str, request: pb.SolveRequest, call: CallContext) -> pb.SolveResponse:
         """Answer one Solve call (see the module docstring).
@@ -244,7 +299,7 @@ class SolveCoordinator:
             NoAnswerError: Not even an infeasible answer in time (DEADLINE_EXCEEDED).
         """
         received = time.monotonic()
-        p = plan(request.deadline_ms, call.time_remaining(), self.policy)
+        p = plan(request.deadline_ms, call.time_remaining(), self.policy, self.clock.learned_ms)
         answer_at = received + p.answer_in_s
         job = self.jobs.prepare(
             tenant,
@@ -382,6 +437,9 @@ class SolveCoordinator:
         job_status: str,
     ) -> pb.SolveResponse:
         elapsed = time.monotonic() - received
+        overshoot_ms = (elapsed - p.answer_in_s) * 1000.0
+        if overshoot_ms > -1.0:  # answered at its planned moment, not earlier: learn from it
+            self.clock.observe(overshoot_ms)
         result = result_pb(outcome)
         route = str(outcome.get("route") or "none")
         SOLVE_ANSWERS.labels(source, route).inc()
