@@ -60,7 +60,7 @@ SOLVE_DEADLINE_SHARE = Histogram(
     buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0, 1.05, 1.1, 1.5, 2.0),
 )
 ANSWER_RESERVE_LEARNED = Gauge(
-    "qbridge_gateway_answer_reserve_learned_ms",
+    "qbridge_gateway_answer_reserve_learned_seconds",
     "Extra answer reserve learned from how late deadline answers left (p99 of recent ones).",
 )
 SOLVE_ANSWERS = Counter(
@@ -147,7 +147,7 @@ class AnswerClock:
         self._quantile = quantile
         self._learned = 0.0
         self._lock = threading.Lock()
-        ANSWER_RESERVE_LEARNED.set_function(lambda: self._learned)
+        ANSWER_RESERVE_LEARNED.set_function(lambda: self._learned / 1000.0)
 
     def observe(self, overshoot_ms: float) -> None:
         """Record how late (ms, >= 0) a deadline answer left after its planned moment."""
