@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 KAFKA_VERSION = "3.9.1"
 #: Environment variable replacing the default JVM heap options.
 HEAP_OPTS_ENV = "QBRIDGE_KAFKA_HEAP_OPTS"
+GC_OPTS_ENV = "QBRIDGE_KAFKA_GC_OPTS"
+#: The serial collector: a dev broker's heap is small (512 MiB) and its young collections
+#: take a few ms, while G1's concurrent and refinement threads cost ~0.3 ms of CPU per
+#: pipeline job on a 2-core machine (measured with bench/bench_pipeline.py's CPU table).
+DEFAULT_GC_OPTS: tuple[str, ...] = ("-XX:+UseSerialGC",)
 #: Default JVM heap for the broker (the machines have 2 cores, 24 GiB).
 DEFAULT_HEAP_OPTS: tuple[str, ...] = ("-Xms256m", "-Xmx512m")
 
@@ -304,7 +309,8 @@ class KafkaBroker(LocalService):
         auto_create_topics: Value of ``auto.create.topics.enable``.
         extra_config: More ``server.properties`` entries (override defaults).
         heap_opts: JVM heap flags (default ``$QBRIDGE_KAFKA_HEAP_OPTS`` or
-            ``-Xms256m -Xmx512m``).
+            ``-Xms256m -Xmx512m``). The collector: ``$QBRIDGE_KAFKA_GC_OPTS`` or
+            ``-XX:+UseSerialGC`` (see :data:`DEFAULT_GC_OPTS`).
         lib_dir: Jar dir (default: :func:`ensure_jars`, fetching if needed).
         base_dir: Parent of the temp work dir (default: system temp dir).
         start_timeout: Default seconds allowed for a start.
@@ -344,6 +350,8 @@ class KafkaBroker(LocalService):
             if heap_opts is not None
             else (shlex.split(env_heap) if env_heap else DEFAULT_HEAP_OPTS)
         )
+        env_gc = os.environ.get(GC_OPTS_ENV)
+        self.gc_opts = shlex.split(env_gc) if env_gc else list(DEFAULT_GC_OPTS)
         self._lib_dir = lib_dir
         self.cluster_id: str | None = None
 
@@ -500,8 +508,7 @@ class KafkaBroker(LocalService):
             if short_lived
             else [
                 *self.heap_opts,
-                "-XX:+UseG1GC",
-                "-XX:MaxGCPauseMillis=20",
+                *self.gc_opts,
                 "-XX:+ExitOnOutOfMemoryError",
             ]
         )

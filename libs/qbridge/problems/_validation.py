@@ -254,8 +254,20 @@ def _valid_triples(
     )
 
 
+_BITS = frozenset((0, 1))
+
+
 def check_binary_assignment(assignment: Sequence[int], n: int) -> tuple[int, ...]:
     """Validate a 0/1 assignment of length ``n`` and return it as a tuple of ints."""
+    # Candidates are tuples of plain ints: checked by one set operation, no copy.
+    # (True == 1 passes the set test, so the element types are checked too.)
+    if (
+        type(assignment) is tuple
+        and len(assignment) == n
+        and _BITS.issuperset(assignment)
+        and all(type(b) is int for b in assignment)
+    ):
+        return assignment
     if len(assignment) != n:
         raise InvalidProblemError(f"has {len(assignment)} values, expected {n}", field="assignment")
     out = []
