@@ -163,8 +163,8 @@ def _evaluate(problem: Problem, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not problem.edges:
             return np.zeros(x.shape[0]), everywhere
         edges = np.asarray(problem.edges, dtype=np.float64)
-        i, j = edges[:, 0].astype(np.intp), edges[:, 1].astype(np.intp)
-        return (x[:, i] != x[:, j]) @ edges[:, 2], everywhere
+        ends_i, ends_j = edges[:, 0].astype(np.intp), edges[:, 1].astype(np.intp)
+        return (x[:, ends_i] != x[:, ends_j]) @ edges[:, 2], everywhere
     if isinstance(problem, _UNCONSTRAINED):
         # Exact for these kinds: QUBO energy == objective (MaxCut: == -cut), no slack bits.
         q = problem.to_qubo().qubo
