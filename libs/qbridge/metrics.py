@@ -15,6 +15,13 @@ MESSAGES_CONSUMED = Counter(
     "Messages taken from Kafka, by result (ok, dlq).",
     ["service", "topic", "result"],
 )
+CONSUMER_BATCH = Histogram(
+    "qbridge_consumer_batch_messages",
+    "Messages per consumer batch (handled with one producer flush and one offset store): "
+    "1 at low load, larger while a backlog is worked off.",
+    ["service"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
 DLQ_MESSAGES = Counter(
     "qbridge_dlq_messages_total",
     "Messages sent to the dead-letter topic, by error class.",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -41,7 +42,7 @@ from qbridge.bus.producer import BusProducer
 from qbridge.bus.settings import KafkaSettings
 from qbridge.contracts.codec import AvroCodec
 from qbridge.errors import BusError, CodecError, DeliveryError, ErrorClass, classify
-from qbridge.metrics import MESSAGES_CONSUMED, RETRIES
+from qbridge.metrics import CONSUMER_BATCH, MESSAGES_CONSUMED, RETRIES
 from qbridge.topics import TopicSpec
 
 logger = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ class BusConsumer:
             return 0
         msgs = self._usable(taken)
         if msgs:
+            CONSUMER_BATCH.labels(self.dlq.service).observe(len(msgs))
             self._process(msgs, handler, batch_handler, on_flushed)
         return len(msgs)
 
@@ -415,10 +417,10 @@ class BusConsumer:
             if not (exc.args and exc.args[0].code() == KafkaError._STATE):
                 raise
             logger.warning("offsets %s not stored, partition no longer assigned: %s", last, exc)
-        for msg, handled in done:
-            if handled:
-                MESSAGES_CONSUMED.labels(self.dlq.service, msg.topic() or "", "ok").inc()
-                self.processed += 1
+        handled_per_topic: Counter[str] = Counter(m.topic() or "" for m, handled in done if handled)
+        for topic, count in handled_per_topic.items():  # one metric update per topic and batch
+            MESSAGES_CONSUMED.labels(self.dlq.service, topic, "ok").inc(count)
+            self.processed += count
 
     def _wait_alive(self, seconds: float) -> None:
         """Sleep while keeping group membership (paused poll) so long outages don't rebalance."""

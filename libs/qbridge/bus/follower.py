@@ -10,6 +10,10 @@ Waiters (Solve calls, WatchJob streams) subscribe by job id and get every event 
 their subscription; the hub also keeps a bounded memory of recent jobs (transitions by
 seq, the final outcome, an intake rejection), returned atomically with the subscription
 so nothing falls between "what happened so far" and "what happens next".
+
+Only the events of jobs submitted through this process or watched here are decoded
+(:meth:`EventHub.wants`, by message key); the rest of the stream is skipped, and the
+results store answers for those jobs.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ logger = logging.getLogger(__name__)
 
 EVENTS = Counter(
     "qbridge_gateway_events_total",
-    "Job events read by the follower, by kind (transition, outcome, rejection, undecodable).",
+    "Job events read by the follower, by kind (transition, outcome, rejection, undecodable, "
+    "skipped: another job's, not decoded).",
     ["kind"],
 )
 
@@ -103,6 +108,9 @@ class Subscription:
 OnEvent = Callable[[str, dict[str, Any], Mapping[str, bytes]], None]
 """Called with the topic, the decoded record and the headers of each message."""
 
+Wants = Callable[[str, bytes | str | None], bool]
+"""Called with the topic and key of a message: whether to decode and dispatch it."""
+
 
 class TopicFollower:
     """Tails topics from their current ends in a thread, without a consumer group."""
@@ -115,6 +123,7 @@ class TopicFollower:
         on_event: OnEvent,
         *,
         client_id: str = "qbridge-follower",
+        wants: Wants | None = None,
     ) -> None:
         """Describe the follower (nothing connects before :meth:`start`).
 
@@ -125,10 +134,13 @@ class TopicFollower:
             on_event: Called in the follower's thread for every decoded message; an
                 exception is logged and the message skipped.
             client_id: Kafka client id (also the prefix of the throwaway group id).
+            wants: Called with the topic and key of each message before it is decoded;
+                a message it returns False for is skipped (counted, not decoded).
         """
         self.settings = settings
         self.codec = codec
         self.on_event = on_event
+        self.wants = wants
         self.client_id = client_id
         self._subjects = {t.name: t.record for t in topics}
         self._stop = threading.Event()
@@ -210,6 +222,7 @@ class TopicFollower:
                 time.sleep(0.5)
                 continue
             self._last_poll = time.monotonic()
+            skipped = 0
             for msg in msgs:
                 err = msg.error()
                 if err is not None:
@@ -218,6 +231,9 @@ class TopicFollower:
                         return
                     continue
                 topic = msg.topic() or ""
+                if self.wants is not None and not self.wants(topic, msg.key()):
+                    skipped += 1
+                    continue
                 try:
                     decoded = self.codec.decode(msg.value(), self._subjects.get(topic))
                 except CodecError as exc:
@@ -228,6 +244,8 @@ class TopicFollower:
                     self.on_event(topic, decoded.value, h.to_dict(msg.headers()))
                 except Exception:  # never let one odd event stop the follower
                     logger.exception("event on %s@%s not dispatched", topic, msg.offset())
+            if skipped:
+                EVENTS.labels("skipped").inc(skipped)
 
 
 class EventHub:
@@ -253,7 +271,9 @@ class EventHub:
         """
         self.recent_jobs = recent_jobs
         self._follower = (
-            TopicFollower(settings, codec, topics, self.dispatch, client_id=client_id)
+            TopicFollower(
+                settings, codec, topics, self.dispatch, client_id=client_id, wants=self.wants
+            )
             if settings is not None
             else None
         )
@@ -295,6 +315,24 @@ class EventHub:
         return ok, "following" if ok else f"event {detail}"
 
     # --- events -------------------------------------------------------------------------
+
+    def wants(self, topic: str, key: bytes | str | None) -> bool:
+        """Whether an event is worth decoding: its job was submitted here or is watched.
+
+        Job events are keyed by job id. Events of other jobs (submitted elsewhere, nobody
+        waiting here) are skipped before they are decoded: under load they are most of
+        the stream, and the results store answers for them. A watcher subscribes before
+        it reads the stored history, so none of its job's events is skipped. Dead letters
+        are keyed by the request, not the job: always decoded (they are rare).
+        """
+        if topic == DEAD_LETTERS.name:
+            return True
+        if key is None:
+            return False
+        job_id = key.decode(errors="replace") if isinstance(key, bytes) else key
+        # Plain dict lookups, no lock: a job starts being wanted (remember_submitted,
+        # subscribe) before any of its events can be published.
+        return job_id in self._memory or job_id in self._subs
 
     def dispatch(self, topic: str, value: dict[str, Any], headers: Mapping[str, bytes]) -> None:
         """Remember an event and deliver it to the job's subscribers."""

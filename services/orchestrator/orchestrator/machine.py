@@ -23,6 +23,7 @@ so no job can stay non-final forever.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -91,7 +92,7 @@ class JobState:
         Shallow (``results`` and ``pending`` are JSON data already and are shared, not
         copied): ``dataclasses.asdict`` deep-copies them and costs milliseconds per job.
         """
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data = {name: getattr(self, name) for name in _state_fields()}
         data["attempts"] = [dict(vars(a)) for a in self.attempts]
         return data
 
@@ -101,6 +102,12 @@ class JobState:
         d = dict(data)
         d["attempts"] = [Attempt(**a) for a in d.get("attempts", [])]
         return cls(**d)
+
+
+@functools.cache
+def _state_fields() -> tuple[str, ...]:
+    # dataclasses.fields() builds its tuple on every call: once per job state written.
+    return tuple(f.name for f in fields(JobState))
 
 
 @dataclass(frozen=True)

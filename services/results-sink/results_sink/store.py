@@ -15,7 +15,6 @@ serialization failure or a missing schema is
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +38,7 @@ from results_sink.mapping import (
     ProgressRow,
     SolutionRow,
     TransitionRow,
+    json_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
+    return None if value is None else json_text(value)
 
 
 def _int_array(values: Sequence[int] | None) -> str | None:
@@ -429,10 +429,10 @@ def _jobs(cur: psycopg.Cursor[Any], rows: Sequence[JobRow], have: set[str]) -> l
         values.append(
             (
                 r.job_id, r.tenant, r.problem_type, r.problem_kind, r.schema_version,
-                r.input_fingerprint, r.idempotency_key, r.request_id, json.dumps(r.problem),
-                json.dumps(r.output_shape), r.num_variables, r.num_qubits, r.seed, r.priority,
+                r.input_fingerprint, r.idempotency_key, r.request_id, json_text(r.problem),
+                json_text(r.output_shape), r.num_variables, r.num_qubits, r.seed, r.priority,
                 r.fallback_policy, r.timeout_ms, r.deadline_at, r.shot_budget, r.correlation_id,
-                json.dumps(r.tags), r.created_at, r.accepted_at,
+                json_text(r.tags), r.created_at, r.accepted_at,
             )
         )  # fmt: skip
     cur.execute(_UPSERT_JOBS, _arrays(values))
@@ -602,7 +602,7 @@ def _attempts(
                 keys += (
                     r.status, r.error_class, r.error_type, r.error_message, r.backend, r.solver,
                     _int_array(r.assignment), r.objective, r.feasible, _json(r.quality),
-                    json.dumps(r.candidates), _json(r.provenance), r.cost_units, r.duration_ms,
+                    json_text(r.candidates), _json(r.provenance), r.cost_units, r.duration_ms,
                 )  # fmt: skip
             values.append(keys)
         cur.execute(sql, _arrays(values))
