@@ -31,9 +31,11 @@ import io
 import json
 import os
 import random
+import resource
 import struct
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -337,6 +339,31 @@ def step(
     }
 
 
+def batch_sizes(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """Each service's ``qbridge_consumer_batch_messages`` histogram: (sum, count)."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, port in ports.items():
+        total = count = 0.0
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("qbridge_consumer_batch_messages_sum"):
+                total += float(line.rsplit(" ", 1)[1])
+            elif line.startswith("qbridge_consumer_batch_messages_count"):
+                count += float(line.rsplit(" ", 1)[1])
+        out[name] = (total, count)
+    return out
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process: the publisher and the follower."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def stored(dsn: str, tenant: str) -> dict[str, int]:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(
@@ -414,6 +441,8 @@ def main() -> None:
             for name, server in (("kafka", stack.kafka), ("postgres", stack.postgres)):
                 if server is not None and server.pid is not None:
                     pids[name] = server.pid
+            ports = {n: svc.port for n, svc in pipe.services.items()}
+            batches0, own0 = batch_sizes(ports), own_cpu_s()
             cpu0 = cpu_seconds(pids)
             sus = step(pub, fol, lag, args.sustained_rate, args.sustained_s, 900)
             # The sink stores outcomes after they were published: wait until it caught up.
@@ -425,6 +454,13 @@ def main() -> None:
                 counted = stored(stack.dsn, tenant)
             result["sink_caught_up_after_s"] = round(time.perf_counter() - t_sink, 1)
             cpu1 = cpu_seconds(pids)
+            own1, batches1 = own_cpu_s(), batch_sizes(ports)
+            result["bench_cpu_ms_per_job"] = round((own1 - own0) * 1000 / sus["jobs"], 2)
+            result["mean_consumer_batch"] = {
+                n: round((batches1[n][0] - batches0[n][0]) / (batches1[n][1] - batches0[n][1]), 1)
+                for n in batches1
+                if n in batches0 and batches1[n][1] > batches0[n][1]
+            }
             # CPU per job does not depend on how busy the shared machine is: it gives the
             # throughput this pipeline would reach with the cores to itself.
             per_job = {n: round((cpu1[n] - cpu0[n]) * 1000 / sus["jobs"], 2) for n in pids}
@@ -446,8 +482,10 @@ def main() -> None:
             print(
                 f"CPU per job (ms, summed over the sustained phase): {result['cpu_ms_per_job']}"
                 f" -> {result['projected_jobs_per_s_on_dedicated_cores']} jobs/s if the"
-                f" {os.cpu_count()} cores were the pipeline's alone"
+                f" {os.cpu_count()} cores were the pipeline's alone; the bench's own publisher"
+                f" and follower: {result['bench_cpu_ms_per_job']} ms per job"
             )
+            print(f"mean messages per consumer batch: {result['mean_consumer_batch']}")
             print(
                 f"PostgreSQL (every job of the run, {published_total} published; the sink"
                 f" caught up {result['sink_caught_up_after_s']} s after the last outcome):"

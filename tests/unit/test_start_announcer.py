@@ -93,3 +93,23 @@ def test_send_errors_raise_at_once_and_are_logged_when_held() -> None:
     pending = held.hold(boom)
     held.close()  # fires on this thread: logged, not raised
     assert pending.state == "sent"
+
+
+def test_records_held_behind_others_are_each_announced_after_the_delay() -> None:
+    # Only an idle announcer is woken by hold(); records added while others wait must
+    # still be served, in order, none before its own delay has passed.
+    delay = 0.03
+    fired_at: dict[int, float] = {}
+    held_at: dict[int, float] = {}
+    announcer = StartAnnouncer(delay_s=delay)
+    for i in range(20):
+        held_at[i] = time.monotonic()
+        announcer.hold(lambda i=i: fired_at.setdefault(i, time.monotonic()))
+        time.sleep(0.004)
+    deadline = time.monotonic() + 5
+    while len(fired_at) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    announcer.close()
+    assert sorted(fired_at) == list(range(20))
+    assert all(fired_at[i] - held_at[i] >= delay for i in fired_at)
+    assert list(fired_at) == sorted(fired_at, key=fired_at.__getitem__)  # in hold order

@@ -131,6 +131,7 @@ class BusConsumer:
         """
         config = {
             **settings.client_config(),
+            **settings.consumer_config(),
             **_CONSUMER_DEFAULTS,
             "group.id": group,
             "session.timeout.ms": settings.session_timeout_ms,

@@ -45,6 +45,12 @@ class KafkaSettings(BaseSettings):
             one request carries many messages).
         producer_compression: ``compression.type``; lz4 is cheap on CPU and shrinks
             Avro records with repeated strings.
+        consumer_queued_min_messages: ``queued.min.messages`` (per partition): while a
+            consumer's local queue holds at least this many messages (it is behind), its
+            next fetch of that partition waits ``consumer_fetch_queue_backoff_ms``, so a
+            backlog is fetched in fewer, larger responses. An idle consumer's queue is
+            empty: its fetches never wait.
+        consumer_fetch_queue_backoff_ms: ``fetch.queue.backoff.ms``.
     """
 
     model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
@@ -65,6 +71,8 @@ class KafkaSettings(BaseSettings):
     producer_linger_ms: int = Field(default=2, ge=0)
     producer_batch_size: int = Field(default=1_000_000, ge=1)
     producer_compression: str = "lz4"
+    consumer_queued_min_messages: int = Field(default=100_000, ge=1)
+    consumer_fetch_queue_backoff_ms: int = Field(default=1000, ge=0)
 
     def password(self) -> str | None:
         """The SASL password: ``sasl_password``, else the first line of ``sasl_password_file``.
@@ -100,6 +108,13 @@ class KafkaSettings(BaseSettings):
         }
         cfg.update({k: v for k, v in optional.items() if v is not None})
         return cfg
+
+    def consumer_config(self) -> dict[str, Any]:
+        """The group consumers' fetch settings (see ``consumer_queued_min_messages``)."""
+        return {
+            "queued.min.messages": self.consumer_queued_min_messages,
+            "fetch.queue.backoff.ms": self.consumer_fetch_queue_backoff_ms,
+        }
 
     def producer_config(self) -> dict[str, Any]:
         """The producer's batching settings (linger, batch size, compression)."""

@@ -132,7 +132,8 @@ class StartAnnouncer:
                     due.append(heapq.heappop(self._heap)[2])
             for pending in due:
                 pending.fire()
-            time.sleep(tick)
+            with self._cond:  # the tick; close() ends it at once
+                self._cond.wait_for(lambda: self._closed, timeout=tick)
 
     @property
     def held(self) -> int:
