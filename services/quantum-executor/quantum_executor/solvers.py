@@ -219,7 +219,10 @@ class _Checkpointed(Solver):
         return self.inner.batch_key(problem, budget)
 
     def solve_group(
-        self, members: Sequence[tuple[LaneSolver, Problem, Budget]]
+        self,
+        members: Sequence[tuple[LaneSolver, Problem, Budget]],
+        *,
+        stopping: Callable[[], bool] | None = None,
     ) -> list[Outcome | Exception]:
         """Delegated: each member solves with its own checkpoint key and progress."""
-        return self.inner.solve_group(members)
+        return self.inner.solve_group(members, stopping=stopping)
