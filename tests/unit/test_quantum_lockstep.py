@@ -422,3 +422,13 @@ def test_execute_group_reports_nothing_final_for_items_a_stop_interrupted() -> N
     items = [_item(i) for i in range(3)]
     with pytest.raises(StoppingError):
         execute_group(items, solvers.for_item, datetime.now(UTC), stopping=lambda: True)
+
+
+def test_cross_job_batching_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from quantum_executor.config import QuantumSettings
+
+    monkeypatch.delenv("QBRIDGE_CROSS_JOB_BATCHING", raising=False)
+    monkeypatch.delenv("QBRIDGE_CROSS_JOB_BATCH_MAX", raising=False)
+    assert QuantumSettings().group_max() == 32
+    monkeypatch.setenv("QBRIDGE_CROSS_JOB_BATCHING", "false")
+    assert QuantumSettings().group_max() == 0

@@ -291,11 +291,13 @@ class Lockstep:
         first = ordered[0]
         chosen: list[_Request] = []
         rows = 0
+        # An evaluation must leave its job the time of its final sampling (one row).
+        reserve = (self.costs.estimate("sample", 1) or 0.0) if first.kind == "estimate" else 0.0
         for r in ordered:
             if (r.kind, id(r.prepared), r.shots) != (first.kind, id(first.prepared), first.shots):
                 continue
             alone = self.costs.estimate(r.kind, r.rows)
-            if r.kind == "estimate" and alone is not None and now + alone > r.deadline:
+            if r.kind == "estimate" and alone is not None and now + alone + reserve > r.deadline:
                 del self._pending[r.lane]
                 self.stats.dropped += 1
                 r.error = LaneDeadlineError(
@@ -307,7 +309,7 @@ class Lockstep:
             if chosen:
                 together = self.costs.estimate(r.kind, rows + r.rows)
                 # Unknown cost: the first call is a probe of one request.
-                if together is None or now + together > chosen[0].deadline:
+                if together is None or now + together + reserve > chosen[0].deadline:
                     break
             chosen.append(r)
             rows += r.rows
