@@ -432,3 +432,53 @@ def test_cross_job_batching_is_on_by_default(monkeypatch: pytest.MonkeyPatch) ->
     assert QuantumSettings().group_max() == 32
     monkeypatch.setenv("QBRIDGE_CROSS_JOB_BATCHING", "false")
     assert QuantumSettings().group_max() == 0
+
+
+# -- predicted evaluation time (statevector backends) ---------------------------------
+
+
+def _prepared(backend: AerStatevectorBackend, n: int) -> PreparedCircuit:
+    from qbridge.solvers.quantum.ansatz import IsingModel, build_qaoa_circuit
+
+    model = IsingModel.from_qubo(_ring(n, [1.0] * n).to_qubo().qubo)
+    return backend.prepare(build_qaoa_circuit(n, model.linear_support, model.quadratic_support, 1))
+
+
+def test_evaluation_cost_extrapolates_from_the_largest_circuits_timed() -> None:
+    from qbridge.solvers.quantum.costs import EvaluationCost, circuit_work
+
+    backend = AerStatevectorBackend()
+    tiny, mid, large = (_prepared(backend, n) for n in (2, 10, 16))
+    cost = EvaluationCost()
+    assert cost.per_row(large) is None  # nothing timed: no prediction
+    cost.observe(tiny, 1, 0.001)
+    # Only overhead timed so far: no rate, the prediction lets a large job run.
+    assert cost.per_row(large) == pytest.approx(0.001)
+    cost.observe(mid, 4, 0.4)  # 0.1 s a row, 0.099 s of it work
+    rate = 0.099 / circuit_work(mid)
+    assert cost.per_row(large) == pytest.approx(0.001 + rate * circuit_work(large))
+    assert cost.per_row(large) > 50 * cost.per_row(mid)  # type: ignore[operator]
+
+
+def test_a_job_that_cannot_fit_one_evaluation_fails_at_once_and_tight_ones_get_fewer_starts() -> (
+    None
+):
+    from qbridge.solvers.quantum.costs import circuit_work
+
+    backend = AerStatevectorBackend()
+    solver = QaoaSolver(backend, SETTINGS, cache=TranspileCache())
+    problem = _ring(10, [1.0] * 10)
+    prepared = _prepared(backend, 10)
+    # As if 10-qubit rows took 0.5 s each (a slow machine, or a large circuit).
+    solver._eval_cost.observe(_prepared(backend, 2), 1, 1e-4)
+    solver._eval_cost.observe(prepared, 1, 0.5)
+    assert solver._eval_cost.per_row(prepared) == pytest.approx(0.5)
+    with pytest.raises(BudgetExceededError, match="predicted"):
+        solver.solve(problem, Budget(time_limit_s=0.6, shots=64))
+    # 1.2 s left: one starting point (at most half the time), not SETTINGS' four.
+    outcome = solver.solve(problem, Budget(time_limit_s=1.2, shots=64))
+    assert outcome.provenance.settings["initial_candidates_evaluated"] == 1
+    # Plenty of time: every starting point.
+    outcome = solver.solve(problem, Budget(time_limit_s=60.0, shots=64))
+    assert outcome.provenance.settings["initial_candidates_evaluated"] == 4
+    assert circuit_work(prepared) > 0

@@ -68,6 +68,7 @@ from qbridge.solvers.quantum.base import (
 from qbridge.solvers.quantum.batching import CallCosts, Lane, LaneDeadlineError, run_lockstep
 from qbridge.solvers.quantum.cache import DEFAULT_TRANSPILE_CACHE, StructureKey, TranspileCache
 from qbridge.solvers.quantum.checkpoint import CheckpointStore, LoopCheckpoint
+from qbridge.solvers.quantum.costs import EvaluationCost
 from qbridge.solvers.quantum.mitigation import ZeroNoiseExtrapolator, ZneSettings
 
 logger = logging.getLogger(__name__)
@@ -303,6 +304,7 @@ class QaoaSolver(Solver):
         # names one structure; the dense template makes few of them).
         self._call_costs: dict[Hashable | None, CallCosts] = {}
         self._costs_lock = threading.Lock()
+        self._eval_cost = EvaluationCost()
 
     def eligibility(self, problem: Problem) -> Eligibility:
         """Eligible when the type is quantum-encodable and fits the backend's qubits."""
@@ -531,11 +533,15 @@ class QaoaSolver(Solver):
             loop.best_angles, loop.best_value = starts[0].copy(), 0.0
             stop_reason = "constant_objective"
         else:
+            starts = self._affordable_starts(starts, prepared, deadline, loop.final_cost_factor)
             batch_start = time.perf_counter()
             loop.evaluate(starts)
+            elapsed = time.perf_counter() - batch_start
+            if lane is None and self.backend.statevector_cost:  # a lane's time includes waiting
+                self._eval_cost.observe(prepared, starts.shape[0], elapsed)
             # A single set costs at least its share of the batch: a first guess for
             # the deadline check until real single evaluations are timed.
-            loop.single_eval_s = (time.perf_counter() - batch_start) / starts.shape[0]
+            loop.single_eval_s = elapsed / starts.shape[0]
             if time.perf_counter() > deadline:
                 raise BudgetExceededError(
                     f"the first evaluation did not fit the time budget of {budget.time_limit_s}s"
@@ -622,6 +628,32 @@ class QaoaSolver(Solver):
             quality=Quality(expected_objective=expected, confidence=best.frequency),
             provenance=provenance,
         )
+
+    def _affordable_starts(
+        self, starts: FloatArray, prepared: PreparedCircuit, deadline: float, final_factor: float
+    ) -> FloatArray:
+        """The starting points that fit the budget, by the predicted evaluation time.
+
+        On statevector backends only, once evaluations were timed (see
+        :class:`~qbridge.solvers.quantum.costs.EvaluationCost`): at most half the time
+        left goes to the starting batch (at least one point).
+
+        Raises:
+            BudgetExceededError: Not even one evaluation and the final sampling fit.
+        """
+        if not self.backend.statevector_cost:
+            return starts
+        per_row = self._eval_cost.per_row(prepared)
+        if per_row is None:
+            return starts
+        left = deadline - time.perf_counter()
+        if per_row * (1.0 + final_factor) > left:
+            raise BudgetExceededError(
+                f"one evaluation of this {prepared.width}-qubit circuit takes ~{per_row:.3f}s "
+                f"on {self.backend.name} (predicted from timed ones), {max(left, 0.0):.3f}s of "
+                "the time budget left"
+            )
+        return starts[: max(1, min(starts.shape[0], int(0.5 * left / per_row)))]
 
     def _extrapolator(self, prepared: PreparedCircuit) -> ZeroNoiseExtrapolator | None:
         """The ZNE helper for this solve, or None (disabled, or an exact backend)."""
