@@ -191,6 +191,12 @@ class Lockstep:
         self._go_now = False  # requests left over by a call sized to a deadline
         self._flushed_at = time.perf_counter()
 
+    @property
+    def running(self) -> int:
+        """Lanes that have not left."""
+        with self._cond:
+            return len(self._active)
+
     def lane(self, index: int) -> Lane:
         """The backend view of lane ``index`` (0-based, below ``size``)."""
         return Lane(self, index)

@@ -533,7 +533,11 @@ class QaoaSolver(Solver):
             loop.best_angles, loop.best_value = starts[0].copy(), 0.0
             stop_reason = "constant_objective"
         else:
-            starts = self._affordable_starts(starts, prepared, deadline, loop.final_cost_factor)
+            # In a batch the other jobs' starting points share the calls.
+            share = 1 if lane is None else lane.lockstep.running
+            starts = self._affordable_starts(
+                starts, prepared, deadline, loop.final_cost_factor, share
+            )
             batch_start = time.perf_counter()
             loop.evaluate(starts)
             elapsed = time.perf_counter() - batch_start
@@ -630,13 +634,19 @@ class QaoaSolver(Solver):
         )
 
     def _affordable_starts(
-        self, starts: FloatArray, prepared: PreparedCircuit, deadline: float, final_factor: float
+        self,
+        starts: FloatArray,
+        prepared: PreparedCircuit,
+        deadline: float,
+        final_factor: float,
+        share: int = 1,
     ) -> FloatArray:
         """The starting points that fit the budget, by the predicted evaluation time.
 
         On statevector backends only, once evaluations were timed (see
         :class:`~qbridge.solvers.quantum.costs.EvaluationCost`): at most half the time
-        left goes to the starting batch (at least one point).
+        left goes to the starting batch (at least one point), which ``share`` jobs
+        evaluate together (a cross-job batch: their rows share the calls).
 
         Raises:
             BudgetExceededError: Not even one evaluation and the final sampling fit.
@@ -653,7 +663,8 @@ class QaoaSolver(Solver):
                 f"on {self.backend.name} (predicted from timed ones), {max(left, 0.0):.3f}s of "
                 "the time budget left"
             )
-        return starts[: max(1, min(starts.shape[0], int(0.5 * left / per_row)))]
+        fit = int(0.5 * left / (per_row * max(1, share)))
+        return starts[: max(1, min(starts.shape[0], fit))]
 
     def _extrapolator(self, prepared: PreparedCircuit) -> ZeroNoiseExtrapolator | None:
         """The ZNE helper for this solve, or None (disabled, or an exact backend)."""
