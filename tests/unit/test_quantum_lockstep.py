@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import numpy as np
@@ -36,6 +36,7 @@ from qbridge.solvers.quantum.batching import (
 )
 from qbridge.topics import SOLVER_OUTCOMES
 from quantum_executor.solvers import QuantumSolvers
+from tests.unit.test_quantum_batching import _Consumer, _item, _Producer
 
 BOUND_S = 20.0
 """A generous bound on every wait: reaching it means the lockstep hung."""
@@ -240,11 +241,21 @@ def test_stop_interrupts_waiting_lanes_and_a_call_in_progress() -> None:
 
 
 class _SlowBackend(AerStatevectorBackend):
-    """The exact simulator, slowed down per row (a large circuit, a loaded machine)."""
+    """The exact simulator, slowed down per row (a large circuit, a loaded machine).
 
-    def __init__(self, per_row_s: float) -> None:
+    With ``on_block``, its second estimate call (after the probe) calls it and then
+    blocks until ``release`` is set (a long call in progress).
+    """
+
+    def __init__(
+        self,
+        per_row_s: float = 0.0,
+        on_block: Callable[[], None] | None = None,
+        release: threading.Event | None = None,
+    ) -> None:
         super().__init__()
         self.per_row_s = per_row_s
+        self.on_block, self.release = on_block, release
         self.rows_per_call: list[int] = []
 
     def _estimate_rows(
@@ -258,6 +269,10 @@ class _SlowBackend(AerStatevectorBackend):
     ) -> FloatArray:
         self.rows_per_call.append(values.shape[0])
         time.sleep(self.per_row_s * values.shape[0])
+        if len(self.rows_per_call) == 2 and self.on_block is not None:
+            assert self.release is not None
+            self.on_block()
+            self.release.wait(BOUND_S * 3)
         return super()._estimate_rows(prepared, observables, values, shots=shots, seed=seed)
 
 
@@ -309,74 +324,13 @@ def test_learned_call_costs_are_kept_per_batch_key() -> None:
 # -- the executor: groups by budget class, shutdown mid-group -------------------------
 
 
-def _item(i: int, time_limit_ms: int = 20_000, n: int = 6) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    problem = _ring(n, [1.0 + 0.1 * i] * n)
-    return {
-        "work_id": f"job-{i}:1:quantum",
-        "job_id": f"job-{i}",
-        "attempt": 1,
-        "route": "quantum",
-        "backend": "aer_statevector",
-        "tenant": "acme",
-        "problem_type": "maxcut",
-        "problem": {
-            "num_nodes": n,
-            "edges": [{"u": u, "v": v, "weight": w} for u, v, w in problem.edges],
-        },
-        "time_limit_ms": time_limit_ms,
-        "shots": 128,
-        "seed": i,
-        "top_n": 3,
-        "priority": 5,
-        "deadline_at": now + timedelta(seconds=60),
-        "correlation_id": f"corr-{i}",
-        "enqueued_at": now,
-    }
-
-
 def test_items_are_grouped_only_with_similar_budgets() -> None:
     solvers = QuantumSolvers(["aer_statevector"], SETTINGS)
     # Budget classes (powers of two of seconds): 0.2-0.24 s, 1-1.5 s, 20 s.
     limits = [200, 220, 1000, 1500, 20_000, 240]
-    items = [_item(i, ms) for i, ms in enumerate(limits)]
+    items = [_item(i, time_limit_ms=ms) for i, ms in enumerate(limits)]
     groups = batch_groups(items, solvers.for_item, datetime.now(UTC))
     assert sorted(map(sorted, groups)) == [[0, 1, 5], [2, 3], [4]]
-
-
-class _Blocking(AerStatevectorBackend):
-    """Blocks in its second estimate call (after the probe) until released."""
-
-    def __init__(self, on_block: Callable[[], None], release: threading.Event) -> None:
-        super().__init__()
-        self.on_block, self.release, self.estimates = on_block, release, 0
-
-    def _estimate_rows(
-        self,
-        prepared: PreparedCircuit,
-        observables: Sequence[SparsePauliOp],
-        values: FloatArray,
-        *,
-        shots: int,
-        seed: int,
-    ) -> FloatArray:
-        self.estimates += 1
-        if self.estimates == 2:
-            self.on_block()
-            self.release.wait(BOUND_S * 3)
-        return super()._estimate_rows(prepared, observables, values, shots=shots, seed=seed)
-
-
-class _Consumer:
-    stopping = False
-
-
-class _Producer:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send(self, topic: Any, value: Any, key: Any = None, headers: Any = None) -> None:
-        self.sent.append(value)
 
 
 def test_sigterm_mid_group_hands_the_unfinished_items_back_promptly() -> None:
@@ -389,7 +343,7 @@ def test_sigterm_mid_group_hands_the_unfinished_items_back_promptly() -> None:
     solvers = QuantumSolvers(
         ["aer_statevector"],
         SETTINGS,
-        backend_factory=lambda name, **_: _Blocking(sigterm, release),
+        backend_factory=lambda name, **_: _SlowBackend(on_block=sigterm, release=release),
     )
     producer = _Producer()
     app = ExecutorApp(
