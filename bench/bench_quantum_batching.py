@@ -18,6 +18,12 @@ Scenarios (weighted MaxCut, fixed iteration budget ``--maxiter``):
 
 * ``n8``: every job an 8-node graph (one compatible group per consumer batch);
 * ``n6-10``: 6 to 10 nodes mixed (groups per size, as the dense template is per n);
+* ``n12-sub1s``: 12-node graphs (the largest on the dense template) with the
+  budgets of gateway Solve calls: 0.2 s and 1 s alternating, as in
+  ``bench_gateway_overload.py``, each also the item's deadline (from the batch's
+  arrival, so queueing counts). Jobs whose budget is spent before one evaluation
+  fail ``over_budget`` in either arm; the table reports the jobs answered per
+  second and the share answered (``ok``). Only with ``--budgets``.
 * ``noisy``: ``fake_noisy`` (FakeGuadalupeV2 noise model, shot-based) with rings of
   6 nodes and different weights (same sparsity: shot-based backends batch only
   equal circuits), 4096 shots per job (half of them fund the optimizer: 256 per
@@ -27,6 +33,7 @@ Usage::
 
     .venv/bin/python bench/bench_quantum_batching.py            # ~3-5 min on 2 cores
     .venv/bin/python bench/bench_quantum_batching.py --quick    # smoke run (~1 min)
+    .venv/bin/python bench/bench_quantum_batching.py --budgets --noisy   # every scenario
 
 Prints a table and writes JSON to ``bench/results/``.
 """
@@ -89,7 +96,13 @@ def maxcut_payload(n: int, seed: int, ring_only: bool = False) -> dict[str, Any]
 
 
 def work_items(
-    jobs: int, sizes: list[int], backend: str, ring_only: bool, seed: int, shots: int = 1024
+    jobs: int,
+    sizes: list[int],
+    backend: str,
+    ring_only: bool,
+    seed: int,
+    shots: int = 1024,
+    time_limits_ms: tuple[int, ...] = (600_000,),
 ) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
     items = []
@@ -105,12 +118,19 @@ def work_items(
                 "tenant": "bench",
                 "problem_type": "maxcut",
                 "problem": maxcut_payload(n, seed * 1000 + i, ring_only),
-                "time_limit_ms": 600_000,
+                "time_limit_ms": time_limits_ms[i % len(time_limits_ms)],
                 "shots": shots,
                 "seed": i,
                 "top_n": 3,
                 "priority": 5,
-                "deadline_at": now + timedelta(hours=1),
+                # Long budgets: a far deadline. Solve-sized budgets: the budget is the
+                # job's deadline, so time spent queued in the batch counts (as for Solve).
+                "deadline_at": now
+                + (
+                    timedelta(hours=1)
+                    if time_limits_ms == (600_000,)
+                    else timedelta(milliseconds=time_limits_ms[i % len(time_limits_ms)])
+                ),
                 "correlation_id": f"bench-{i}",
                 "enqueued_at": now,
             }
@@ -133,9 +153,18 @@ def executor(solvers: QuantumSolvers, concurrency: int, group_max: int) -> Execu
 
 
 def run_arm(
-    app: ExecutorApp, solvers: QuantumSolvers, items: list[dict[str, Any]], batch: int
+    app: ExecutorApp,
+    solvers: QuantumSolvers,
+    items: list[dict[str, Any]],
+    batch: int,
+    over_budget_ok: bool = False,
 ) -> dict[str, Any]:
-    """Push ``items`` through the executor's batch handler; jobs/s and backend calls."""
+    """Push ``items`` through the executor's batch handler; jobs/s and backend calls.
+
+    Raises:
+        RuntimeError: A job failed (``over_budget`` is counted instead when
+            ``over_budget_ok``).
+    """
     producer = app.producer
     assert isinstance(producer, _Producer)
     producer.sent.clear()
@@ -151,12 +180,14 @@ def run_arm(
     wall = time.perf_counter() - start
     final = [r for r in producer.sent if r["status"] != "started"]
     ok = [r for r in final if r["status"] == "ok"]
-    if len(ok) != len(items):
-        errors = [r["error"] for r in final if r["status"] != "ok"][:3]
-        raise RuntimeError(f"{len(items) - len(ok)} of {len(items)} jobs failed: {errors}")
+    errors = [r["error"] for r in final if r["status"] != "ok"]
+    over = sum(e["error_class"] == "over_budget" for e in errors)
+    if len(ok) + (over if over_budget_ok else 0) != len(items):
+        raise RuntimeError(f"{len(items) - len(ok)} of {len(items)} jobs failed: {errors[:3]}")
     calls = sum(_calls(solvers, b) for b in backends) - calls_before
     return {
-        "jobs_per_s": len(items) / wall,
+        "jobs_per_s": len(ok) / wall,
+        "ok_share": len(ok) / len(items),
         "wall_s": wall,
         "backend_calls_per_job": calls / len(items),
         "mean_objective": statistics.fmean(r["solution"]["objective"] for r in ok),
@@ -177,8 +208,10 @@ def scenario(
     args: argparse.Namespace,
     ring_only: bool = False,
     shots: int = 1024,
+    time_limits_ms: tuple[int, ...] = (600_000,),
 ) -> dict[str, Any]:
     settings = QaoaSettings(p=p, maxiter=args.maxiter)
+    short = time_limits_ms != (600_000,)
     solvers = QuantumSolvers([backend], settings)
     apps = {
         "off": executor(solvers, args.concurrency, group_max=0),
@@ -190,9 +223,10 @@ def scenario(
         run_arm(app, solvers, warm, args.batch)
     arms: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for r in range(args.rounds):
-        items = work_items(args.jobs, sizes, backend, ring_only, r, shots)
         for arm in ("off", "on") if r % 2 == 0 else ("on", "off"):
-            arms[arm].append(run_arm(apps[arm], solvers, items, args.batch))
+            # Built per arm: the budgets run from the items' enqueue time.
+            items = work_items(args.jobs, sizes, backend, ring_only, r, shots, time_limits_ms)
+            arms[arm].append(run_arm(apps[arm], solvers, items, args.batch, short))
     for app in apps.values():
         app.close()
     off = statistics.median(x["jobs_per_s"] for x in arms["off"])
@@ -211,12 +245,16 @@ def scenario(
         "on_calls_per_job": statistics.fmean(x["backend_calls_per_job"] for x in arms["on"]),
         "off_mean_objective": statistics.fmean(x["mean_objective"] for x in arms["off"]),
         "on_mean_objective": statistics.fmean(x["mean_objective"] for x in arms["on"]),
+        "time_limits_ms": list(time_limits_ms),
+        "off_ok_share": statistics.fmean(x["ok_share"] for x in arms["off"]),
+        "on_ok_share": statistics.fmean(x["ok_share"] for x in arms["on"]),
         "runs": arms,
     }
     print(
-        f"{name:<8} {backend:<16} p={p} {args.jobs:>4} {off:>9.2f} {on:>9.2f} "
+        f"{name:<9} {backend:<16} p={p} {args.jobs:>4} {off:>9.2f} {on:>9.2f} "
         f"{row['ratio']:>6.2f}x {row['off_calls_per_job']:>7.1f} {row['on_calls_per_job']:>7.2f}"
-        f" {row['off_mean_objective']:>8.2f} {row['on_mean_objective']:>8.2f}",
+        f" {row['off_mean_objective']:>8.2f} {row['on_mean_objective']:>8.2f}"
+        f" {row['off_ok_share']:>6.0%} {row['on_ok_share']:>6.0%}",
         flush=True,
     )
     return row
@@ -231,19 +269,35 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=2, help="concurrent solves (cores)")
     parser.add_argument("--maxiter", type=int, default=20, help="optimizer iterations per job")
     parser.add_argument("--noisy", action="store_true", help="add the fake_noisy scenario")
+    parser.add_argument(
+        "--budgets", action="store_true", help="add the Solve-budget scenario (0.2 s / 1 s)"
+    )
+    parser.add_argument("--budgets-only", action="store_true", help="only that scenario")
     args = parser.parse_args()
     if args.quick:
         args.jobs, args.rounds = 16, 1
     print(
-        f"{'scenario':<8} {'backend':<16} {'p':>3} {'jobs':>4} {'off j/s':>9} {'on j/s':>9} "
+        f"{'scenario':<9} {'backend':<16} {'p':>3} {'jobs':>4} {'off j/s':>9} {'on j/s':>9} "
         f"{'ratio':>7} {'calls/j':>7} {'calls/j':>7} {'obj off':>8} {'obj on':>8}"
+        f" {'ok off':>6} {'ok on':>6}"
     )
     started = time.perf_counter()
     rows = []
-    for p in (1, 2):
+    for p in () if args.budgets_only else (1, 2):
         rows.append(scenario("n8", backend="aer_statevector", sizes=[8], p=p, args=args))
         rows.append(
             scenario("n6-10", backend="aer_statevector", sizes=[6, 7, 8, 9, 10], p=p, args=args)
+        )
+    if args.budgets or args.budgets_only:
+        rows.append(
+            scenario(
+                "n12-sub1s",
+                backend="aer_statevector",
+                sizes=[12],
+                p=2,
+                args=args,
+                time_limits_ms=(200, 1000),
+            )
         )
     if args.noisy:
         rows.append(

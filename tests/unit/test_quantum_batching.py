@@ -72,7 +72,9 @@ def test_batched_solves_follow_the_same_optimizer_path_in_fewer_backend_calls() 
     batch_calls = batch_backend.stats().estimate_calls
     longest = max(r.provenance.settings["backend_calls"] for r in results)
     assert alone_calls == sum(r.provenance.settings["backend_calls"] - 1 for r in expected)
-    assert batch_calls <= longest  # one call per lockstep step, not per job and step
+    # One call per lockstep step, not per job and step (plus the first call: a timing
+    # probe of one job before the calls are sized to the jobs' deadlines).
+    assert batch_calls <= longest + 1
 
 
 def test_batched_solves_are_deterministic_for_a_seed() -> None:
@@ -130,12 +132,13 @@ def test_a_failing_job_does_not_fail_the_others() -> None:
 
 def test_a_transient_failure_of_the_shared_call_is_retried_job_by_job() -> None:
     backend = make_backend(
-        "aer_statevector", fail_with="transient", fail_on="estimate", fail_after=0, fail_times=1
+        "aer_statevector", fail_with="transient", fail_on="estimate", fail_after=1, fail_times=1
     )
     solver = QaoaSolver(backend, SETTINGS, cache=TranspileCache())
     problems = [graph(6, s) for s in range(3)]
     results = solver.solve_many(problems, [Budget(shots=256, seed=1)] * 3)
-    # The first (batched) estimate failed once; each job's own retry succeeded.
+    # The first call (a timing probe of one job) succeeded, the first batched estimate
+    # failed once; each job's own retry succeeded.
     assert all(_ok(r).provenance.settings["batch_size"] == 3 for r in results)
 
 

@@ -257,6 +257,7 @@ class ExecutorApp:
             self.clock(),
             emits=[self._emitter(r) for r in records],
             settings=self.worker,
+            stopping=lambda: self.consumer.stopping,
         )
         self.handled += len(records)
 

@@ -24,7 +24,7 @@ from qbridge.contracts.records import (
     SolverOutcome,
     WorkItem,
 )
-from qbridge.errors import BudgetExceededError, ErrorClass, SolverError, classify
+from qbridge.errors import BudgetExceededError, ErrorClass, SolverError, StoppingError, classify
 from qbridge.metrics import COST_UNITS, SOLVES, STAGE_DURATION, TRANSPILE_CACHE
 from qbridge.problems.base import Problem
 from qbridge.solvers.base import Budget, Candidate, Outcome, Solver
@@ -281,14 +281,24 @@ class GroupSolver(Protocol):
         ...
 
     def solve_group(
-        self, members: Sequence[tuple[Any, Problem, Budget]]
+        self,
+        members: Sequence[tuple[Any, Problem, Budget]],
+        *,
+        stopping: Callable[[], bool] | None = None,
     ) -> list[Outcome | Exception]:
         """Solve ``(solver, problem, budget)`` members of one key together, in order.
 
         Each member's solver is the one chosen for its item (a group solver of the
-        same key, possibly bound to the item's checkpoints and progress).
+        same key, possibly bound to the item's checkpoints and progress). Once
+        ``stopping()`` is true the group ends promptly; the members not finished
+        then have a :class:`~qbridge.errors.StoppingError` as their result.
         """
         ...
+
+
+def budget_class(time_limit_s: float) -> int:
+    """The power of two of seconds a time budget falls in (``[2^k, 2^(k+1))`` is class ``k``)."""
+    return math.floor(math.log2(max(time_limit_s, 1e-3)))
 
 
 def batch_groups(
@@ -301,9 +311,12 @@ def batch_groups(
 ) -> list[list[int]]:
     """Partition a batch's work items into groups to solve together (cross-job batching).
 
-    Items whose solver is a :class:`GroupSolver` and whose batch keys are equal form
-    a group (split into chunks of ``max_size``); every other item (another solver,
-    no key, or one that cannot start: :func:`execute` reports why) is a group of one.
+    Items whose solver is a :class:`GroupSolver`, whose batch keys are equal and
+    whose time budgets are of one class (within a factor of two: powers of two of
+    seconds, see :func:`budget_class`) form a group (split into chunks of
+    ``max_size``), so a short job is not grouped with long ones; every other item
+    (another solver, no key, or one that cannot start: :func:`execute` reports why)
+    is a group of one.
 
     Returns:
         Lists of indices into ``work_items``, in order of first appearance.
@@ -319,7 +332,9 @@ def batch_groups(
             problem = problem_from_avro(item.problem_type, item.problem)
             chosen = _choose(solver, raw, problem, cfg)
             if isinstance(chosen, GroupSolver):
-                key = chosen.batch_key(problem, budget)
+                solver_key = chosen.batch_key(problem, budget)
+                if solver_key is not None:
+                    key = (solver_key, budget_class(budget.time_limit_s))
         except Exception as exc:  # reported by execute() when the item runs alone
             logger.debug("item %d runs alone: %s", i, exc)
         groups.setdefault(("alone", i) if key is None else ("group", key), []).append(i)
@@ -339,6 +354,7 @@ def execute_group(
     emits: Sequence[Emit] | None = None,
     settings: WorkerSettings | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    stopping: Callable[[], bool] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Run compatible work items together (one group of :func:`batch_groups`).
 
@@ -356,9 +372,15 @@ def execute_group(
             it exists (all ``started`` records before the shared solve begins).
         settings: Budget rules.
         clock: Wall clock for ``produced_at`` of the final records.
+        stopping: Polled by the shared solve (the consumer shutting down).
 
     Returns:
         Each item's records, in order.
+
+    Raises:
+        StoppingError: ``stopping`` interrupted the shared solve: the items it left
+            unfinished have no final record (the others do); the consumer hands the
+            batch back, so they are redelivered.
     """
     cfg = settings or WorkerSettings()
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
@@ -400,11 +422,17 @@ def execute_group(
         return out
     lead = members[0][3][0]
     try:
-        results = lead.solve_group([m[3] for m in members])
+        results = lead.solve_group([m[3] for m in members], stopping=stopping)
     except Exception as exc:  # a defect of the group itself: every member reports it
         results = [exc] * len(members)
+    interrupted = 0
     for (i, item, queue_s, (_, problem, _)), result in zip(members, results, strict=True):
+        if isinstance(result, StoppingError):
+            interrupted += 1  # no outcome: the item is redelivered
+            continue
         _emit(i, _final_record(item, problem, result, queue_s, t0, cfg, clock))
+    if interrupted:
+        raise StoppingError(f"shutting down: {interrupted} item(s) of a group not finished")
     return out
 
 

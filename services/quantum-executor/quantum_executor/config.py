@@ -69,10 +69,11 @@ class QuantumSettings(ServiceSettings):
             while optimizing (0: every iteration; first, last and failed always sent).
         cross_job_batching: Solve compatible QAOA work items of a consumer batch
             together, one backend call per optimizer step for all of them (see
-            ``qbridge.solvers.quantum.batching`` for what "compatible" means). Off by
-            default: under a flood of Solve-sized QAOA jobs with sub-second budgets a
-            batched executor stopped taking work and ignored SIGTERM (the overload
-            bench, twice); unbatched it does not. On for throughput tests only.
+            ``qbridge.solvers.quantum.batching`` for what "compatible" means). On by
+            default; grouped items have budgets of one class (within a factor of
+            two) and each keeps its own budget inside the group; SIGTERM interrupts
+            a group (its unfinished items are redelivered). ``false``: every item
+            runs its own QAOA loop.
         cross_job_batch_max: Items solved together at most.
         batch_template_max_qubits: On exact simulators, batched items of up to this
             many qubits share the dense template circuit whatever their graph;
@@ -115,7 +116,7 @@ class QuantumSettings(ServiceSettings):
     progress_topic: str = JOB_PROGRESS.name
     progress_interval_ms: int = Field(default=1000, ge=0)
 
-    cross_job_batching: bool = False
+    cross_job_batching: bool = True
     cross_job_batch_max: int = Field(default=32, ge=2)
     batch_template_max_qubits: int = Field(default=12, ge=0)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)

@@ -229,6 +229,7 @@ class AerStatevectorBackend(_ExactAerBackend):
 
     name = "aer_statevector"
     method = "statevector"
+    statevector_cost = True
 
     def __init__(
         self,

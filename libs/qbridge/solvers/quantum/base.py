@@ -152,10 +152,14 @@ class QuantumBackend(abc.ABC):
     Attributes:
         name: Backend name as used in routing and provenance (``aer_statevector``...).
         exact_expectation: :meth:`estimate` is exact and consumes no shots.
+        statevector_cost: A call's time grows as ``2^width x gates`` per parameter
+            row (a dense statevector): the QAOA solver may then predict a large
+            circuit's evaluation time from smaller ones (see :class:`EvaluationCost`).
     """
 
     name: str
     exact_expectation: bool = False
+    statevector_cost: bool = False
 
     def __init__(
         self, *, max_qubits: int, transpile_settings: TranspileSettings | None = None

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any, Protocol
@@ -64,9 +65,10 @@ from qbridge.solvers.quantum.base import (
     PreparedCircuit,
     QuantumBackend,
 )
-from qbridge.solvers.quantum.batching import Lane, run_lockstep
+from qbridge.solvers.quantum.batching import CallCosts, Lane, LaneDeadlineError, run_lockstep
 from qbridge.solvers.quantum.cache import DEFAULT_TRANSPILE_CACHE, StructureKey, TranspileCache
 from qbridge.solvers.quantum.checkpoint import CheckpointStore, LoopCheckpoint
+from qbridge.solvers.quantum.costs import EvaluationCost
 from qbridge.solvers.quantum.mitigation import ZeroNoiseExtrapolator, ZneSettings
 
 logger = logging.getLogger(__name__)
@@ -211,7 +213,10 @@ class _Loop:
         ):
             raise _Stop("shot_budget")
         start = time.perf_counter()
-        value = float(self.evaluate(np.asarray(x, dtype=np.float64)[None, :])[0])
+        try:
+            value = float(self.evaluate(np.asarray(x, dtype=np.float64)[None, :])[0])
+        except LaneDeadlineError as exc:  # a batch could not serve it in time
+            raise _Stop("time_limit") from exc
         self.single_eval_s = max(self.single_eval_s, time.perf_counter() - start)
         self.iterations += 1
         self.checkpoint(x)
@@ -295,6 +300,11 @@ class QaoaSolver(Solver):
         self.cache = cache if cache is not None else DEFAULT_TRANSPILE_CACHE
         self.checkpoints = checkpoints
         self.template_max_qubits = template_max_qubits
+        # Batched call durations per batch key, learned across groups (bounded: a key
+        # names one structure; the dense template makes few of them).
+        self._call_costs: dict[Hashable | None, CallCosts] = {}
+        self._costs_lock = threading.Lock()
+        self._eval_cost = EvaluationCost()
 
     def eligibility(self, problem: Problem) -> Eligibility:
         """Eligible when the type is quantum-encodable and fits the backend's qubits."""
@@ -346,27 +356,43 @@ class QaoaSolver(Solver):
         return ("qaoa", id(self), model.num_qubits, structure, budget.shots)
 
     def solve_group(
-        self, members: Sequence[tuple[LaneSolver, Problem, Budget]]
+        self,
+        members: Sequence[tuple[LaneSolver, Problem, Budget]],
+        *,
+        stopping: Callable[[], bool] | None = None,
     ) -> list[Outcome | Exception]:
         """Run compatible jobs in lockstep on this solver's backend (cross-job batching).
+
+        Each job keeps its own time budget inside the group (see :mod:`.batching`).
 
         Args:
             members: ``(solver, problem, budget)`` per job, all of one
                 :meth:`batch_key`; ``solver`` is this solver or a wrapper of it
                 bound to the job (checkpoint key, progress), see :class:`LaneSolver`.
+            stopping: Polled while the group runs; once true the group ends
+                promptly and the unfinished jobs' results are
+                :class:`~qbridge.errors.StoppingError`.
 
         Returns:
             Each job's outcome or exception, in order: one job's failure is not
             another's.
         """
+        if not members:
+            return []
+        key = self.batch_key(members[0][1], members[0][2])
+        with self._costs_lock:
+            costs = self._call_costs.setdefault(key, CallCosts())
         tasks = [functools.partial(s.solve_lane, problem, budget) for s, problem, budget in members]
-        results, stats = run_lockstep(self.backend, tasks)
+        results, stats = run_lockstep(self.backend, tasks, costs=costs, stopping=stopping)
         logger.info(
-            "qaoa batch of %d jobs: %d backend calls for %d requests (%d fallbacks)",
+            "qaoa batch of %d jobs: %d backend calls for %d requests "
+            "(%d fallbacks, %d evaluations past a deadline, %d calls without stragglers)",
             len(tasks),
             stats.backend_calls,
             stats.requests,
             stats.fallbacks,
+            stats.dropped,
+            stats.stragglers,
         )
         return results
 
@@ -436,6 +462,8 @@ class QaoaSolver(Solver):
         """
         start = time.perf_counter()
         deadline = start + budget.time_limit_s
+        if lane is not None:
+            lane.deadline = deadline  # the batch serves this job's evaluations until then
         if not problem.quantum_encodable:
             raise NotEligibleError(f"problem type {problem.kind!r} is classical-only")
         encoding = problem.to_qubo()  # encoded once: eligibility() would encode again
@@ -505,11 +533,19 @@ class QaoaSolver(Solver):
             loop.best_angles, loop.best_value = starts[0].copy(), 0.0
             stop_reason = "constant_objective"
         else:
+            # In a batch the other jobs' starting points share the calls.
+            share = 1 if lane is None else lane.lockstep.running
+            starts = self._affordable_starts(
+                starts, prepared, deadline, loop.final_cost_factor, share
+            )
             batch_start = time.perf_counter()
             loop.evaluate(starts)
+            elapsed = time.perf_counter() - batch_start
+            if lane is None and self.backend.statevector_cost:  # a lane's time includes waiting
+                self._eval_cost.observe(prepared, starts.shape[0], elapsed)
             # A single set costs at least its share of the batch: a first guess for
             # the deadline check until real single evaluations are timed.
-            loop.single_eval_s = (time.perf_counter() - batch_start) / starts.shape[0]
+            loop.single_eval_s = elapsed / starts.shape[0]
             if time.perf_counter() > deadline:
                 raise BudgetExceededError(
                     f"the first evaluation did not fit the time budget of {budget.time_limit_s}s"
@@ -525,6 +561,8 @@ class QaoaSolver(Solver):
             shots=final_shots,
             seed=budget.seed,
         )[0]
+        if lane is not None:
+            lane.leave()  # the last backend call: the batch need not wait for the rest
         executed_at = time.perf_counter()
 
         candidates, expected = _evaluate_samples(problem, encoding, bits)
@@ -594,6 +632,39 @@ class QaoaSolver(Solver):
             quality=Quality(expected_objective=expected, confidence=best.frequency),
             provenance=provenance,
         )
+
+    def _affordable_starts(
+        self,
+        starts: FloatArray,
+        prepared: PreparedCircuit,
+        deadline: float,
+        final_factor: float,
+        share: int = 1,
+    ) -> FloatArray:
+        """The starting points that fit the budget, by the predicted evaluation time.
+
+        On statevector backends only, once evaluations were timed (see
+        :class:`~qbridge.solvers.quantum.costs.EvaluationCost`): at most half the time
+        left goes to the starting batch (at least one point), which ``share`` jobs
+        evaluate together (a cross-job batch: their rows share the calls).
+
+        Raises:
+            BudgetExceededError: Not even one evaluation and the final sampling fit.
+        """
+        if not self.backend.statevector_cost:
+            return starts
+        per_row = self._eval_cost.per_row(prepared)
+        if per_row is None:
+            return starts
+        left = deadline - time.perf_counter()
+        if per_row * (1.0 + final_factor) > left:
+            raise BudgetExceededError(
+                f"one evaluation of this {prepared.width}-qubit circuit takes ~{per_row:.3f}s "
+                f"on {self.backend.name} (predicted from timed ones), {max(left, 0.0):.3f}s of "
+                "the time budget left"
+            )
+        fit = int(0.5 * left / (per_row * max(1, share)))
+        return starts[: max(1, min(starts.shape[0], fit))]
 
     def _extrapolator(self, prepared: PreparedCircuit) -> ZeroNoiseExtrapolator | None:
         """The ZNE helper for this solve, or None (disabled, or an exact backend)."""
