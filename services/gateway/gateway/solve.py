@@ -288,8 +288,18 @@ class SolveCoordinator:
         self._lookups = futures.ThreadPoolExecutor(2, thread_name_prefix="solve-lookup")
         self.clock = AnswerClock()
 
-    def solve(self, tenant: str, request: pb.SolveRequest, call: CallContext) -> pb.SolveResponse:
+    def solve(
+        self,
+        tenant: str,
+        request: pb.SolveRequest,
+        call: CallContext,
+        *,
+        received: float | None = None,
+    ) -> pb.SolveResponse:
         """Answer one Solve call (see the module docstring).
+
+        ``received`` is when the call arrived (``time.monotonic()``; now if None): the
+        deadline counts from then.
 
         Raises:
             InvalidProblemError: Invalid request (INVALID_ARGUMENT).
@@ -298,8 +308,13 @@ class SolveCoordinator:
             CallerGoneError: The caller went away (CANCELLED).
             NoAnswerError: Not even an infeasible answer in time (DEADLINE_EXCEEDED).
         """
-        received = time.monotonic()
-        p = plan(request.deadline_ms, call.time_remaining(), self.policy, self.clock.learned_ms)
+        now = time.monotonic()
+        received = now if received is None else min(received, now)
+        # The gRPC deadline left is read now: the time since arrival is already spent.
+        remaining = call.time_remaining()
+        if remaining is not None:
+            remaining += now - received
+        p = plan(request.deadline_ms, remaining, self.policy, self.clock.learned_ms)
         answer_at = received + p.answer_in_s
         job = self.jobs.prepare(
             tenant,
