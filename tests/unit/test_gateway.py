@@ -264,6 +264,21 @@ def test_the_answer_clock_learns_the_p99_of_recent_overshoots() -> None:
     assert clock.learned_ms >= 0.0
 
 
+def test_a_fresh_answer_clock_keeps_its_start_reserve_until_it_has_measured() -> None:
+    from gateway.solve import AnswerClock
+
+    clock = AnswerClock(window=100, start_ms=30.0, settle=10)
+    assert clock.learned_ms == 30.0  # nothing measured yet: assume a loaded machine
+    for _ in range(9):
+        clock.observe(1.0)
+    assert clock.learned_ms == 30.0
+    clock.observe(45.0)  # a worse tail than assumed is learned at once
+    assert clock.learned_ms == 45.0
+    for _ in range(100):  # settled on a quiet machine: what was measured
+        clock.observe(2.0)
+    assert clock.learned_ms == 2.0
+
+
 def test_plan_takes_the_tighter_deadline_and_splits_it() -> None:
     pol = DeadlinePolicy()
     p = plan(10_000, None, pol)
