@@ -1,26 +1,40 @@
 """Benchmark of Solve admission under concurrent load, from a foreign client.
 
 Starts the whole system locally (real Kafka and PostgreSQL, every service as a process,
-the gateway), then for each concurrency level (4, 8, 16, 32 callers) runs *separate
-client processes* (at most 4 callers each, so callers do not queue on one client's GIL)
-that know nothing of qbridge: plain ``grpcio`` loading
-``schemas/proto/qbridge/gateway/v1/gateway.proto`` at run time (no generated stubs).
+the gateway), then for each concurrency level (4, 8, 16, 32 callers) runs clients that
+know nothing of qbridge and load ``schemas/proto/qbridge/gateway/v1/gateway.proto`` at run
+time (no generated stubs):
+
+* ``--client python`` (default): plain ``grpcio`` in *separate client processes* of at
+  most 4 callers each (so callers do not queue on one client's GIL);
+* ``--client node``: one Node process, ``@grpc/grpc-js`` + ``@grpc/proto-loader``
+  (``bench/overload_client.mjs``; how the issue's reporter measured). The packages are
+  installed with ``npm`` into ``.cache/bench-node/`` (git-ignored) on first use;
+* ``--client both``: Python, then Node, at each level.
+
 Each caller loops over 64 requests built before the clock runs: a random 12-44-node
 MaxCut, a deadline of 200 ms or 1 s (the gRPC deadline is 2 s longer, so lateness is
 measured rather than cut off), one Solve; after a RESOURCE_EXHAUSTED it waits as the
-``retry-after-ms`` trailer says (jittered, <= 1 s).
+``retry-after-ms`` trailer says (jittered, <= 1 s). Before the first level 4 callers run
+for 3 s (``--no-warm-up``: the first level meets a cold gateway).
 
 Reported per level, at the client:
 
 * admitted calls: lateness (latency - deadline) p50 / p99 / max, share later than
   deadline + 10 ms;
-* refused calls (RESOURCE_EXHAUSTED): count and latency p50 / p99 (target < 5 ms);
-* other errors by status code.
+* refused calls (RESOURCE_EXHAUSTED): count and latency p50 / p95 / p99 (target < 5 ms);
+* other errors by status code;
+* time outside the gateway: client latency minus the answer's ``elapsed_ms`` (the
+  gateway's arrival-to-answer time): transport, gRPC outside the handlers, and the client;
+* the machine: 1-minute load average and how late this driver's idle thread wakes from
+  5 ms sleeps (p50 / p99). On a shared machine that, not the gateway, decides the tails.
 
 Usage::
 
     .venv/bin/python bench/bench_gateway_overload.py            # ~3 min
     .venv/bin/python bench/bench_gateway_overload.py --quick    # ~1.5 min
+    .venv/bin/python bench/bench_gateway_overload.py --quick --client both
+    .venv/bin/python bench/bench_gateway_overload.py --quick --levels 16 --no-warm-up
 
 Writes JSON to ``bench/results/``.
 """
@@ -237,6 +251,33 @@ def run_level(
     return rows
 
 
+class WakeProbe:
+    """How late a thread of this (idle) driver wakes from 5 ms sleeps: the machine's noise.
+
+    The clients and the gateway wait for a core the same way; a p99 of tens of ms here
+    means other work on the machine, not the gateway, decides the tail.
+    """
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wake-probe", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            t0 = time.perf_counter()
+            time.sleep(0.005)
+            self.delays.append((time.perf_counter() - t0 - 0.005) * 1000)
+
+    def __enter__(self) -> WakeProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter levels")
@@ -303,8 +344,15 @@ def main() -> None:
             if not args.no_warm_up:
                 run_level(port, 4, 3.0)  # warm-up (JIT of the local solvers, topic metadata)
             for c, kind in ((c, kind) for c in levels for kind in kinds):
-                rows = run_level(port, c, seconds, kind)
-                s = {"client": kind, **summarize(c, rows)}
+                with WakeProbe() as probe:
+                    rows = run_level(port, c, seconds, kind)
+                s = {
+                    "client": kind,
+                    **summarize(c, rows),
+                    "wake_delay_p50_ms": pct(probe.delays, 0.5),
+                    "wake_delay_p99_ms": pct(probe.delays, 0.99),
+                    "load_average_1m": os.getloadavg()[0],
+                }
                 summaries.append(s)
                 print(
                     f"{kind:>6} {c:>3} callers: {s['calls']:>5} calls, "
@@ -315,7 +363,9 @@ def main() -> None:
                     f"p50 {s['refusal_p50_ms']:5.1f} p95 {s['refusal_p95_ms']:5.1f} "
                     f"p99 {s['refusal_p99_ms']:5.1f} ms; "
                     f"other {s['other_errors'] or '-'}; outside the gateway p50 "
-                    f"{s['outside_gateway_p50_ms']:.1f} p99 {s['outside_gateway_p99_ms']:.1f} ms",
+                    f"{s['outside_gateway_p50_ms']:.1f} p99 {s['outside_gateway_p99_ms']:.1f} ms; "
+                    f"machine: load {s['load_average_1m']:.1f}, wake-up delay p50 "
+                    f"{s['wake_delay_p50_ms']:.1f} p99 {s['wake_delay_p99_ms']:.1f} ms",
                     flush=True,
                 )
         finally:
