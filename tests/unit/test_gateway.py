@@ -676,6 +676,34 @@ def test_solve_respects_the_grpc_deadline_and_repeated_keys() -> None:
         pool.close()
 
 
+def test_solve_counts_its_deadline_from_the_calls_arrival() -> None:
+    h = hub()
+    sc, pool = coordinator(FakePublisher(), h)
+    try:
+        # The call arrived 400 ms ago (queued before a thread took it): 200 ms are left.
+        arrived = time.monotonic() - 0.4
+        t0 = time.monotonic()
+        r = sc.solve(
+            TENANT,
+            pb.SolveRequest(problem=maxcut_msg(), deadline_ms=600),
+            FakeCall(),
+            received=arrived,
+        )
+        assert r.deadline_ms == 600 and r.elapsed_ms >= 400  # both from the arrival
+        assert (time.monotonic() - t0) * 1000 < 200 + 250  # slack for a loaded machine
+        # The gRPC deadline read now is measured from the arrival as well: 0.3 s left now,
+        # 0.1 s already spent, so the call had 400 ms.
+        r = sc.solve(
+            TENANT,
+            pb.SolveRequest(problem=maxcut_msg(), deadline_ms=5000),
+            FakeCall(0.3),
+            received=time.monotonic() - 0.1,
+        )
+        assert 399 <= r.deadline_ms <= 410
+    finally:
+        pool.close()
+
+
 def test_classical_only_solve_returns_a_proven_optimum_without_waiting() -> None:
     h = hub()
     sc, pool = coordinator(FakePublisher(), h)
