@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -128,6 +129,26 @@ def test_the_gated_method_holds_a_place_from_arrival_until_it_answered() -> None
     with pytest.raises(Aborted):  # no request at all: refused, the place is given back
         empty.stream_unary(iter(()), Context())
     assert gate.inflight == 0
+
+
+def test_a_gated_call_grpc_never_runs_gives_its_place_back() -> None:
+    gate = SolveGate(initial=2, min_limit=1, max_limit=2)
+    guard = CallGuard(SERVICE, Authenticator({"k": "t"}), refusal, gate=gate)
+    handler = grpc.unary_unary_rpc_method_handler(lambda req, ctx: pb.SolveResponse())
+    gated = guard.intercept_service(lambda d: handler, Details((("x-api-key", "k"),)))
+    assert gated is not None and gate.inflight == 1
+    # gRPC refuses the call itself (its max_concurrent_rpcs) after the interceptor ran and
+    # drops the handler: the place must not stay taken.
+    del gated
+    gc.collect()
+    assert gate.inflight == 0
+    ran = guard.intercept_service(lambda d: handler, Details((("x-api-key", "k"),)))
+    assert ran is not None and ran.stream_unary is not None
+    ran.stream_unary(iter([pb.SolveRequest()]), Context())
+    assert gate.inflight == 0
+    del ran
+    gc.collect()
+    assert gate.inflight == 0  # given back once, not twice
 
 
 def test_inline_executor_runs_on_the_submitting_thread() -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from typing import Any
@@ -96,6 +97,19 @@ def _refusing_handler(
     return grpc.stream_unary_rpc_method_handler(abort)
 
 
+class _Place:
+    """One gate place held for one call, given back exactly once."""
+
+    def __init__(self, gate: SolveGate, clock: Callable[[], float], arrived: float) -> None:
+        self.gate, self.clock, self.arrived = gate, clock, arrived
+        self.held = True
+
+    def give_back(self, lateness_ms: float | None) -> None:
+        if self.held:
+            self.held = False
+            self.gate.leave(duration_s=self.clock() - self.arrived, lateness_ms=lateness_ms)
+
+
 class CallGuard(grpc.ServerInterceptor):
     """Authenticates, rate-limits and admits calls from their metadata alone."""
 
@@ -165,13 +179,13 @@ class CallGuard(grpc.ServerInterceptor):
         Served as request-streaming (wire-compatible with a unary call), so the request is
         read only once the place is held; the place is given back with how late the
         answer was (counted from the call's arrival), whatever happens (a request that
-        never arrives or does not parse included). gRPC runs every submitted behavior,
-        so the place cannot leak while the server serves.
+        never arrives or does not parse included), or when gRPC drops the handler unrun.
         """
         gate = self.gate
         assert gate is not None and handler.unary_unary is not None
         behavior = handler.unary_unary
         clock, lateness = self.clock, self.lateness
+        place = _Place(gate, clock, arrived)
 
         def gated(requests: Iterator[Any], context: grpc.ServicerContext) -> Any:
             token = _ARRIVED.set(arrived)
@@ -184,9 +198,13 @@ class CallGuard(grpc.ServerInterceptor):
                 late = lateness(response, (clock() - arrived) * 1000.0)
                 return response
             finally:
-                gate.leave(duration_s=clock() - arrived, lateness_ms=late)
+                place.give_back(late)
                 _ARRIVED.reset(token)
 
+        # gRPC may still drop the call without running it (its own max_concurrent_rpcs
+        # refusal comes after the interceptors): the handler is then released at once
+        # (nothing else refers to it), and so is the place.
+        weakref.finalize(gated, place.give_back, None)
         return grpc.stream_unary_rpc_method_handler(
             gated,
             request_deserializer=handler.request_deserializer,
