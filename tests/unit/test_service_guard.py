@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections.abc import Iterator
+from concurrent import futures
 from typing import Any
 
 import grpc
@@ -161,3 +162,59 @@ def test_inline_executor_runs_on_the_submitting_thread() -> None:
 
     failed = INLINE.submit(fail)
     assert isinstance(failed.exception(timeout=0), Aborted)
+
+
+class _ThreadRecordingMetadata(list[tuple[str, str]]):
+    """Trailing metadata that notes which thread reads it (the one sending the refusal)."""
+
+    def __init__(self, items: list[tuple[str, str]], seen: list[str]) -> None:
+        super().__init__(items)
+        self.seen = seen
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        self.seen.append(threading.current_thread().name)
+        return super().__iter__()
+
+
+def test_a_refusal_is_sent_by_the_receiving_thread_not_a_pool_thread() -> None:
+    seen: list[str] = []
+
+    def recording_refusal(
+        exc: BaseException, method: str
+    ) -> tuple[grpc.StatusCode, str, list[tuple[str, str]]]:
+        return (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            str(exc),
+            _ThreadRecordingMetadata([("retry-after-ms", "100")], seen),
+        )
+
+    gate = SolveGate(initial=1, min_limit=1, max_limit=1)
+    gate.enter()  # full: every Solve is refused
+    guard = CallGuard(SERVICE, Authenticator({"k": "t"}), recording_refusal, gate=gate)
+    handler = grpc.unary_unary_rpc_method_handler(
+        lambda req, ctx: pb.SolveResponse(),
+        request_deserializer=pb.SolveRequest.FromString,
+        response_serializer=pb.SolveResponse.SerializeToString,
+    )
+    server = grpc.server(
+        futures.ThreadPoolExecutor(2, thread_name_prefix="pool"), interceptors=[guard]
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE, {"Solve": handler}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            solve = channel.unary_unary(
+                SOLVE,
+                request_serializer=pb.SolveRequest.SerializeToString,
+                response_deserializer=pb.SolveResponse.FromString,
+            )
+            with pytest.raises(grpc.RpcError) as err:
+                solve(pb.SolveRequest(), metadata=(("x-api-key", "k"),), timeout=10)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        assert dict(err.value.trailing_metadata())["retry-after-ms"] == "100"  # type: ignore[attr-defined]
+        assert seen and not any(name.startswith("pool") for name in seen), seen
+    finally:
+        server.stop(0)
