@@ -264,6 +264,21 @@ def test_the_answer_clock_learns_the_p99_of_recent_overshoots() -> None:
     assert clock.learned_ms >= 0.0
 
 
+def test_a_fresh_answer_clock_keeps_its_start_reserve_until_it_has_measured() -> None:
+    from gateway.solve import AnswerClock
+
+    clock = AnswerClock(window=100, start_ms=30.0, settle=10)
+    assert clock.learned_ms == 30.0  # nothing measured yet: assume a loaded machine
+    for _ in range(9):
+        clock.observe(1.0)
+    assert clock.learned_ms == 30.0
+    clock.observe(45.0)  # a worse tail than assumed is learned at once
+    assert clock.learned_ms == 45.0
+    for _ in range(100):  # settled on a quiet machine: what was measured
+        clock.observe(2.0)
+    assert clock.learned_ms == 2.0
+
+
 def test_plan_takes_the_tighter_deadline_and_splits_it() -> None:
     pol = DeadlinePolicy()
     p = plan(10_000, None, pol)
@@ -657,6 +672,34 @@ def test_solve_respects_the_grpc_deadline_and_repeated_keys() -> None:
         assert r.job_id == job_id and r.source == pb.ANSWER_SOURCE_PIPELINE
         assert r.result.status == pb.JOB_STATUS_DEGRADED and r.elapsed_ms < 1000
         assert len(pub.published) == before  # type: ignore[attr-defined]
+    finally:
+        pool.close()
+
+
+def test_solve_counts_its_deadline_from_the_calls_arrival() -> None:
+    h = hub()
+    sc, pool = coordinator(FakePublisher(), h)
+    try:
+        # The call arrived 400 ms ago (queued before a thread took it): 200 ms are left.
+        arrived = time.monotonic() - 0.4
+        t0 = time.monotonic()
+        r = sc.solve(
+            TENANT,
+            pb.SolveRequest(problem=maxcut_msg(), deadline_ms=600),
+            FakeCall(),
+            received=arrived,
+        )
+        assert r.deadline_ms == 600 and r.elapsed_ms >= 400  # both from the arrival
+        assert (time.monotonic() - t0) * 1000 < 200 + 250  # slack for a loaded machine
+        # The gRPC deadline read now is measured from the arrival as well: 0.3 s left now,
+        # 0.1 s already spent, so the call had 400 ms.
+        r = sc.solve(
+            TENANT,
+            pb.SolveRequest(problem=maxcut_msg(), deadline_ms=5000),
+            FakeCall(0.3),
+            received=time.monotonic() - 0.1,
+        )
+        assert 399 <= r.deadline_ms <= 410
     finally:
         pool.close()
 

@@ -162,6 +162,34 @@ def test_solve_gate_refusal_on_the_wire() -> None:
         g.stop()
 
 
+def test_a_solve_grpc_refuses_itself_gives_its_gate_place_back() -> None:
+    # gRPC's own call limit refuses after the guard took a gate place for the call.
+    g = Gateway(max_concurrent_rpcs=1)
+    try:
+        s = stub(g)
+        gate = g.guard.gate
+        assert gate is not None
+        slow = s.Solve.future(
+            pb.SolveRequest(problem=maxcut_msg(), deadline_ms=1500), metadata=key("key-a")
+        )
+        while gate.inflight == 0:
+            time.sleep(0.01)
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as err:
+                s.Solve(
+                    pb.SolveRequest(problem=maxcut_msg(), deadline_ms=500), metadata=key("key-b")
+                )
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+        give_up = time.monotonic() + 5
+        while gate.inflight > 1 and time.monotonic() < give_up:
+            time.sleep(0.01)
+        assert gate.inflight == 1  # only the running call holds a place
+        assert slow.result().result.solution.feasible
+        assert gate.inflight == 0
+    finally:
+        g.stop()
+
+
 # --- watch caps per tenant ---------------------------------------------------------------
 
 

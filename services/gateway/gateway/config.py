@@ -58,6 +58,9 @@ class GatewaySettings(
         answer_reserve_max_share: With the reserve learned from late-leaving answers
             (the p99 of how long after their planned moment recent deadline answers left)
             added, the reserve is at most this share of the deadline.
+        answer_reserve_start_ms: The learned part of the reserve a fresh gateway assumes
+            until it has measured 64 deadline answers (its first answers under load are
+            the late ones it would otherwise learn from).
         local_workers: Workers computing the gateway's own classical answers.
         local_mode: ``process`` (worker processes: solver CPU never holds the gateway's
             GIL) or ``thread``.
@@ -117,6 +120,7 @@ class GatewaySettings(
     pipeline_reserve_max_ms: int = Field(default=1000, ge=0)
     answer_reserve_ms: int = Field(default=40, ge=0)
     answer_reserve_max_share: float = Field(default=0.35, ge=0.0, le=0.9)
+    answer_reserve_start_ms: float = Field(default=30.0, ge=0.0)
 
     local_workers: int = Field(default=2, ge=1)
     local_mode: Literal["process", "thread"] = "process"

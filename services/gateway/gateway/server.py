@@ -116,6 +116,7 @@ class GatewayServer:
             max_ms=settings.max_deadline_ms,
             answer_reserve_ms=settings.answer_reserve_ms,
             answer_reserve_max_share=settings.answer_reserve_max_share,
+            answer_reserve_start_ms=settings.answer_reserve_start_ms,
             pipeline_reserve_share=settings.pipeline_reserve_share,
             pipeline_reserve_min_ms=settings.pipeline_reserve_min_ms,
             pipeline_reserve_max_ms=settings.pipeline_reserve_max_ms,

@@ -37,6 +37,7 @@ from qbridge.service.auth import (
     UnauthenticatedError,
 )
 from qbridge.service.grpc_errors import ErrorCodes
+from qbridge.service.guard import call_arrival
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +161,9 @@ class GatewayService(pb_grpc.GatewayServicer):
         self, tenant: str, request: pb.SolveRequest, context: grpc.ServicerContext
     ) -> pb.SolveResponse:
         """See :class:`gateway.solve.SolveCoordinator`."""
-        return self.solver.solve(tenant, request, _Call(context))
+        # The deadline counts from the call's arrival (the guard's polling thread), not
+        # from this pool thread's start: under load the hop alone can take milliseconds.
+        return self.solver.solve(tenant, request, _Call(context), received=call_arrival())
 
     @_unary("Submit")
     def Submit(  # noqa: N802

@@ -96,6 +96,7 @@ class DeadlinePolicy:
         answer_reserve_ms: Stop waiting this long before the deadline (at most 20% of it).
         answer_reserve_max_share: The reserve with what :class:`AnswerClock` learned added
             is at most this share of the deadline.
+        answer_reserve_start_ms: What :class:`AnswerClock` assumes until it has measured.
         pipeline_reserve_share: Share of the deadline between the job's deadline and the
             caller's (the final outcome travels back in it).
         pipeline_reserve_min_ms: Lower bound of that reserve.
@@ -107,6 +108,7 @@ class DeadlinePolicy:
     max_ms: int = 600_000
     answer_reserve_ms: int = 40
     answer_reserve_max_share: float = 0.35
+    answer_reserve_start_ms: float = 30.0
     pipeline_reserve_share: float = 0.1
     pipeline_reserve_min_ms: int = 50
     pipeline_reserve_max_ms: int = 1000
@@ -137,15 +139,26 @@ class AnswerClock:
     ``DeadlinePolicy.answer_reserve_max_share`` of the deadline), so answers leave that
     much earlier and still arrive by the deadline; on a quiet machine it stays near 0.
 
+    A fresh gateway has seen no answer yet, and its first answers under load are the
+    late ones it would learn from: until ``settle`` answers have been seen the reserve
+    is at least ``start_ms``.
+
     Args:
         window: Recent deadline answers kept.
         quantile: Which quantile of their overshoot is learned.
+        start_ms: The reserve until ``settle`` answers have been seen.
+        settle: Answers seen before only the measured quantile counts.
     """
 
-    def __init__(self, window: int = 256, quantile: float = 0.99) -> None:
+    def __init__(
+        self, window: int = 256, quantile: float = 0.99, start_ms: float = 0.0, settle: int = 64
+    ) -> None:
         self._samples: deque[float] = deque(maxlen=window)
         self._quantile = quantile
-        self._learned = 0.0
+        self._start_ms = max(0.0, start_ms)
+        self._settle = settle
+        self._seen = 0
+        self._learned = self._start_ms
         self._lock = threading.Lock()
         ANSWER_RESERVE_LEARNED.set_function(lambda: self._learned / 1000.0)
 
@@ -153,8 +166,10 @@ class AnswerClock:
         """Record how late (ms, >= 0) a deadline answer left after its planned moment."""
         with self._lock:
             self._samples.append(max(0.0, overshoot_ms))
+            self._seen += 1
             ordered = sorted(self._samples)  # a few hundred floats: microseconds
-            self._learned = ordered[min(len(ordered) - 1, int(self._quantile * len(ordered)))]
+            learned = ordered[min(len(ordered) - 1, int(self._quantile * len(ordered)))]
+            self._learned = learned if self._seen >= self._settle else max(self._start_ms, learned)
 
     @property
     def learned_ms(self) -> float:
@@ -286,10 +301,20 @@ class SolveCoordinator:
         self.policy = policy
         self.reader = reader
         self._lookups = futures.ThreadPoolExecutor(2, thread_name_prefix="solve-lookup")
-        self.clock = AnswerClock()
+        self.clock = AnswerClock(start_ms=policy.answer_reserve_start_ms)
 
-    def solve(self, tenant: str, request: pb.SolveRequest, call: CallContext) -> pb.SolveResponse:
+    def solve(
+        self,
+        tenant: str,
+        request: pb.SolveRequest,
+        call: CallContext,
+        *,
+        received: float | None = None,
+    ) -> pb.SolveResponse:
         """Answer one Solve call (see the module docstring).
+
+        ``received`` is when the call arrived (``time.monotonic()``; now if None): the
+        deadline counts from then.
 
         Raises:
             InvalidProblemError: Invalid request (INVALID_ARGUMENT).
@@ -298,8 +323,13 @@ class SolveCoordinator:
             CallerGoneError: The caller went away (CANCELLED).
             NoAnswerError: Not even an infeasible answer in time (DEADLINE_EXCEEDED).
         """
-        received = time.monotonic()
-        p = plan(request.deadline_ms, call.time_remaining(), self.policy, self.clock.learned_ms)
+        now = time.monotonic()
+        received = now if received is None else min(received, now)
+        # The gRPC deadline left is read now: the time since arrival is already spent.
+        remaining = call.time_remaining()
+        if remaining is not None:
+            remaining += now - received
+        p = plan(request.deadline_ms, remaining, self.policy, self.clock.learned_ms)
         answer_at = received + p.answer_in_s
         job = self.jobs.prepare(
             tenant,
