@@ -44,6 +44,7 @@ from typing import Any
 import fastavro
 import psycopg
 from confluent_kafka import OFFSET_END, Consumer, Producer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.pipeline import Pipeline
 from devstack.stack import LocalStack
@@ -343,18 +344,20 @@ def batch_sizes(ports: dict[str, int]) -> dict[str, tuple[float, float]]:
     """Each service's ``qbridge_consumer_batch_messages`` histogram: (sum, count)."""
     out: dict[str, tuple[float, float]] = {}
     for name, port in ports.items():
-        total = count = 0.0
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
                 text = r.read().decode()
         except OSError:
             continue
-        for line in text.splitlines():
-            if line.startswith("qbridge_consumer_batch_messages_sum"):
-                total += float(line.rsplit(" ", 1)[1])
-            elif line.startswith("qbridge_consumer_batch_messages_count"):
-                count += float(line.rsplit(" ", 1)[1])
-        out[name] = (total, count)
+        totals = {"_sum": 0.0, "_count": 0.0}
+        for family in text_string_to_metric_families(text):
+            if family.name != "qbridge_consumer_batch_messages":
+                continue
+            for sample in family.samples:
+                suffix = sample.name.removeprefix(family.name)
+                if suffix in totals:
+                    totals[suffix] += sample.value
+        out[name] = (totals["_sum"], totals["_count"])
     return out
 
 
