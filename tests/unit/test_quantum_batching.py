@@ -290,3 +290,21 @@ def test_executor_batch_handler_with_and_without_cross_job_batching(group_max: i
         f'"batch_size": {expected}' in r["provenance"]["settings_json"] for r in final.values()
     )
     assert app.handled == 5
+
+
+def test_learned_call_costs_are_kept_for_a_bounded_number_of_circuit_structures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Above the dense template a batch key names one graph's sparsity pattern: a long-running
+    # executor must not keep one cost model per graph it ever batched.
+    from qbridge.solvers.quantum import qaoa
+
+    monkeypatch.setattr(qaoa, "_CALL_COSTS_KEPT", 2)
+    solver = QaoaSolver(AerStatevectorBackend(), SETTINGS, cache=TranspileCache())
+    keys = []
+    for n in (3, 4, 5):  # one structure (qubit count) per group
+        problems = [graph(n, s) for s in range(2)]
+        budgets = [Budget(shots=128, seed=s) for s in range(2)]
+        assert all(isinstance(r, Outcome) for r in solver.solve_many(problems, budgets))
+        keys.append(solver.batch_key(problems[0], budgets[0]))
+    assert list(solver._call_costs) == keys[1:]  # the least recently used one was forgotten

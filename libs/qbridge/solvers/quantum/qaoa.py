@@ -33,6 +33,7 @@ import functools
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -77,6 +78,9 @@ EXACT_SET_SHOT_EQUIVALENT = 100
 """Shots an exactly evaluated parameter set is charged as, in ``cost_units``."""
 
 _OPTIMIZERS = ("COBYLA", "Nelder-Mead", "Powell", "none")
+
+_CALL_COSTS_KEPT = 256
+"""Batch keys whose learned call durations a solver keeps (least recently used forgotten)."""
 
 
 @dataclass(frozen=True)
@@ -300,9 +304,10 @@ class QaoaSolver(Solver):
         self.cache = cache if cache is not None else DEFAULT_TRANSPILE_CACHE
         self.checkpoints = checkpoints
         self.template_max_qubits = template_max_qubits
-        # Batched call durations per batch key, learned across groups (bounded: a key
-        # names one structure; the dense template makes few of them).
-        self._call_costs: dict[Hashable | None, CallCosts] = {}
+        # Batched call durations per batch key, learned across groups. Above the dense
+        # template's size a key names one sparsity pattern (one graph), so the least
+        # recently used keys are forgotten beyond _CALL_COSTS_KEPT.
+        self._call_costs: OrderedDict[Hashable | None, CallCosts] = OrderedDict()
         self._costs_lock = threading.Lock()
         self._eval_cost = EvaluationCost()
 
@@ -382,6 +387,9 @@ class QaoaSolver(Solver):
         key = self.batch_key(members[0][1], members[0][2])
         with self._costs_lock:
             costs = self._call_costs.setdefault(key, CallCosts())
+            self._call_costs.move_to_end(key)
+            while len(self._call_costs) > _CALL_COSTS_KEPT:
+                self._call_costs.popitem(last=False)
         tasks = [functools.partial(s.solve_lane, problem, budget) for s, problem, budget in members]
         results, stats = run_lockstep(self.backend, tasks, costs=costs, stopping=stopping)
         logger.info(
